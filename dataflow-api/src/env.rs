@@ -1,0 +1,242 @@
+//! `StreamEnv`: the entry point of a job. It holds the job's settings and the
+//! logical graph under construction, and executes it.
+
+use std::cell::RefCell;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weir_common::{JobGraph, MaxParallelism, OperatorKind};
+use weir_worker::{CancelToken, ExecutorConfig, LocalExecutor};
+
+use crate::args::EngineArgs;
+use crate::graph::{BuildSource, JobSettings, Node, NodeBody, NodeId, compile};
+use crate::operators::OperatorContext;
+use crate::push::ErasedPush;
+use crate::sources::collection::CollectionSource;
+use crate::sources::{Source, SourceDriver};
+use crate::stream::fan_out_of;
+use crate::{DataStream, Error, FileSource, GeneratorSource, Result};
+
+/// Whether operators see an endless stream or a bounded input as a whole.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RuntimeMode {
+    /// Results are updated as records arrive (rolling aggregates emit every update).
+    #[default]
+    Streaming,
+    /// Every source is bounded and results are emitted once, at the end of the
+    /// input (rolling aggregates emit each key's final value only).
+    Batch,
+}
+
+/// What `execute` reports about a finished job.
+#[derive(Clone, Debug)]
+pub struct JobExecutionResult {
+    /// The job's name.
+    pub job_name: String,
+    /// Wall time from start to the end of the last task.
+    pub net_runtime: Duration,
+}
+
+/// The environment a job is built in and executed by.
+///
+/// Cheap to clone: clones share the same job.
+#[derive(Clone)]
+pub struct StreamEnv {
+    inner: Rc<RefCell<EnvState>>,
+}
+
+struct EnvState {
+    parallelism: usize,
+    max_parallelism: usize,
+    mode: RuntimeMode,
+    executor: ExecutorConfig,
+    job_args: Vec<String>,
+    nodes: Vec<Node>,
+}
+
+impl Default for StreamEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StreamEnv {
+    /// A local environment with parallelism = the number of cores.
+    pub fn new() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self {
+            inner: Rc::new(RefCell::new(EnvState {
+                parallelism: cores,
+                max_parallelism: MaxParallelism::default().get(),
+                mode: RuntimeMode::default(),
+                executor: ExecutorConfig::default(),
+                job_args: Vec::new(),
+                nodes: Vec::new(),
+            })),
+        }
+    }
+
+    /// An environment configured from the process's command line; the job's
+    /// own arguments are in [`StreamEnv::args`]. Also sets up logging to
+    /// stderr (level from `RUST_LOG`, default `warn`).
+    ///
+    /// A malformed engine flag prints the problem and exits with status 2, as
+    /// command-line parsers do.
+    pub fn from_args() -> Self {
+        init_logging();
+        match Self::try_from_args(std::env::args().skip(1)) {
+            Ok(env) => env,
+            Err(error) => {
+                eprintln!("error: {error}");
+                std::process::exit(2);
+            }
+        }
+    }
+
+    /// Like [`StreamEnv::from_args`], from explicit arguments (without the
+    /// program name), returning errors instead of exiting.
+    pub fn try_from_args(args: impl IntoIterator<Item = String>) -> Result<Self> {
+        let parsed = EngineArgs::parse(args)?;
+        let env = Self::new();
+        {
+            let mut state = env.inner.borrow_mut();
+            if let Some(parallelism) = parsed.parallelism {
+                state.parallelism = parallelism;
+            }
+            if let Some(max_parallelism) = parsed.max_parallelism {
+                state.max_parallelism = max_parallelism;
+            }
+            state.job_args = parsed.job_args;
+        }
+        Ok(env)
+    }
+
+    /// The job's own arguments: the command line minus the engine's flags.
+    pub fn args(&self) -> Vec<String> {
+        self.inner.borrow().job_args.clone()
+    }
+
+    /// Sets the default parallelism of every operator.
+    pub fn set_parallelism(&self, parallelism: usize) -> &Self {
+        self.inner.borrow_mut().parallelism = parallelism;
+        self
+    }
+
+    /// The default parallelism of every operator.
+    pub fn parallelism(&self) -> usize {
+        self.inner.borrow().parallelism
+    }
+
+    /// Sets the number of key groups, the upper bound of any parallelism (default 128).
+    pub fn set_max_parallelism(&self, max_parallelism: usize) -> &Self {
+        self.inner.borrow_mut().max_parallelism = max_parallelism;
+        self
+    }
+
+    /// Chooses streaming (default) or batch semantics.
+    pub fn set_runtime_mode(&self, mode: RuntimeMode) -> &Self {
+        self.inner.borrow_mut().mode = mode;
+        self
+    }
+
+    /// The longest a record may wait in a partly filled batch before it is
+    /// sent on (default 100 ms).
+    pub fn set_buffer_timeout(&self, timeout: Duration) -> &Self {
+        self.inner.borrow_mut().executor.flush_interval = timeout;
+        self
+    }
+
+    /// Adds a source.
+    pub fn source<S: Source>(&self, source: S) -> DataStream<S::Output> {
+        let name = source.name();
+        let bounded = source.is_bounded();
+        let source = Arc::new(source);
+        let build: BuildSource = Arc::new(move |context: &OperatorContext, next: ErasedPush| {
+            let next = next.into_typed::<S::Output>()?;
+            let reader = source.create_reader(context)?;
+            Ok(Box::new(SourceDriver { reader, next }) as Box<dyn weir_worker::SourceTask>)
+        });
+        let node = self.add_node(Node {
+            name,
+            uid: None,
+            kind: OperatorKind::Source,
+            parallelism: None,
+            chainable: true,
+            inputs: Vec::new(),
+            body: NodeBody::Source { build, bounded },
+            fan_out: fan_out_of::<S::Output>(),
+        });
+        DataStream::new(self.clone(), node)
+    }
+
+    /// A bounded stream of the given records, split across subtasks.
+    pub fn from_collection<T: crate::Data + Sync>(&self, records: impl IntoIterator<Item = T>) -> DataStream<T> {
+        self.source(CollectionSource::new(records))
+    }
+
+    /// The numbers of `range`, in parallel.
+    pub fn from_sequence(&self, range: Range<u64>) -> DataStream<u64> {
+        let start = range.start;
+        let count = range.end.saturating_sub(range.start);
+        self.source(GeneratorSource::new(move |index| start + index).count(count).named("Source: Sequence"))
+    }
+
+    /// The lines of a text file, or of the files in a directory.
+    pub fn read_text_file(&self, path: impl Into<PathBuf>) -> DataStream<String> {
+        self.source(FileSource::lines(path))
+    }
+
+    /// Compiles the job built so far into its job graph, without running it.
+    pub fn job_graph(&self, name: &str) -> Result<JobGraph> {
+        let state = self.inner.borrow();
+        Ok(compile(&state.nodes, &state.settings(name)?)?.graph)
+    }
+
+    /// Runs the job built so far and blocks until it ends; the environment is
+    /// then empty, ready for another job.
+    pub fn execute(&self, name: &str) -> Result<JobExecutionResult> {
+        let (compiled, executor) = {
+            let mut state = self.inner.borrow_mut();
+            let compiled = compile(&state.nodes, &state.settings(name)?)?;
+            state.nodes.clear();
+            (compiled, LocalExecutor::new(state.executor.clone()))
+        };
+        let started = Instant::now();
+        executor.execute(&compiled.graph, &compiled.factories, &CancelToken::new())?;
+        Ok(JobExecutionResult { job_name: name.to_owned(), net_runtime: started.elapsed() })
+    }
+
+    pub(crate) fn add_node(&self, node: Node) -> NodeId {
+        let mut state = self.inner.borrow_mut();
+        state.nodes.push(node);
+        state.nodes.len() - 1
+    }
+
+    pub(crate) fn update_node(&self, node: NodeId, update: impl FnOnce(&mut Node)) {
+        if let Some(node) = self.inner.borrow_mut().nodes.get_mut(node) {
+            update(node);
+        }
+    }
+}
+
+impl EnvState {
+    fn settings(&self, name: &str) -> Result<JobSettings> {
+        let max_parallelism = MaxParallelism::new(self.max_parallelism).ok_or_else(|| {
+            Error::InvalidJob(format!("max parallelism {} is outside 1..=32768", self.max_parallelism))
+        })?;
+        if self.parallelism == 0 || self.nodes.iter().any(|node| node.parallelism == Some(0)) {
+            return Err(Error::InvalidJob("parallelism must be at least 1".into()));
+        }
+        Ok(JobSettings { name: name.to_owned(), parallelism: self.parallelism, max_parallelism, mode: self.mode })
+    }
+}
+
+/// Logs to stderr once per process; a program that set up its own subscriber keeps it.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

@@ -1,0 +1,309 @@
+//! The logical graph a program builds, and its compilation into a
+//! [`JobGraph`] of chains plus the factories that build each chain's tasks.
+//!
+//! Nodes are added in program order, and a node only ever consumes nodes added
+//! before it, so node order is a topological order. Compilation (Flink's
+//! `StreamingJobGraphGenerator`):
+//! 1. resolves each node's parallelism and each edge's partitioning (forward
+//!    between equal parallelisms, rebalance otherwise, unless the program chose);
+//! 2. chains a node into its input's vertex when the edge is forward, the node
+//!    has that one input, and chaining is not disabled;
+//! 3. assigns stable operator ids (from `uid`, else from the position).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use weir_common::{
+    JobEdge, JobGraph, JobVertex, KeyGroupRange, MaxParallelism, OperatorDescriptor, OperatorId, OperatorKind,
+    Partitioning, SubtaskIndex, VertexId,
+};
+use weir_worker::{EdgeOutput, InputTask, SourceTask, TaskBody, TaskError, TaskSetup, VertexFactory};
+
+use crate::operators::OperatorContext;
+use crate::partition::WriterFactory;
+use crate::push::ErasedPush;
+use crate::{Error, Result, RuntimeMode};
+
+/// Index of a node in the logical graph.
+pub(crate) type NodeId = usize;
+
+/// Builds an operator instance in front of its downstream consumer.
+pub(crate) type BuildOperator =
+    Arc<dyn Fn(&OperatorContext, ErasedPush) -> Result<ErasedPush, TaskError> + Send + Sync>;
+/// Builds a source instance in front of its downstream consumer.
+pub(crate) type BuildSource =
+    Arc<dyn Fn(&OperatorContext, ErasedPush) -> Result<Box<dyn SourceTask>, TaskError> + Send + Sync>;
+/// Wraps an operator that heads a chain into a task fed by channels (typed on its input).
+pub(crate) type BuildInputTask =
+    Arc<dyn Fn(ErasedPush, &OperatorContext) -> Result<Box<dyn InputTask>, TaskError> + Send + Sync>;
+/// Joins a node's consumers into one (typed on its output).
+pub(crate) type BuildFanOut = Arc<dyn Fn(Vec<ErasedPush>) -> Result<ErasedPush, TaskError> + Send + Sync>;
+
+/// What a node is.
+#[derive(Clone)]
+pub(crate) enum NodeBody {
+    Source { build: BuildSource, bounded: bool },
+    Operator { build: BuildOperator, input_task: BuildInputTask },
+}
+
+/// An input of a node.
+#[derive(Clone)]
+pub(crate) struct LogicalEdge {
+    pub(crate) from: NodeId,
+    /// `None`: forward when parallelisms match, rebalance otherwise.
+    pub(crate) partitioning: Option<Partitioning>,
+    /// Writes the upstream node's records to this edge's channels.
+    pub(crate) writers: Arc<dyn WriterFactory>,
+}
+
+/// One operator of the logical graph.
+#[derive(Clone)]
+pub(crate) struct Node {
+    pub(crate) name: String,
+    pub(crate) uid: Option<String>,
+    pub(crate) kind: OperatorKind,
+    pub(crate) parallelism: Option<usize>,
+    pub(crate) chainable: bool,
+    pub(crate) inputs: Vec<LogicalEdge>,
+    pub(crate) body: NodeBody,
+    pub(crate) fan_out: BuildFanOut,
+}
+
+/// Job-wide settings compilation needs.
+#[derive(Clone, Debug)]
+pub(crate) struct JobSettings {
+    pub(crate) name: String,
+    pub(crate) parallelism: usize,
+    pub(crate) max_parallelism: MaxParallelism,
+    pub(crate) mode: RuntimeMode,
+}
+
+/// A compiled job: the graph and, per vertex, the factory of its tasks.
+pub(crate) struct CompiledJob {
+    pub(crate) graph: JobGraph,
+    pub(crate) factories: Vec<Arc<dyn VertexFactory>>,
+}
+
+/// Compiles the logical graph.
+pub(crate) fn compile(nodes: &[Node], settings: &JobSettings) -> Result<CompiledJob> {
+    if nodes.is_empty() {
+        return Err(Error::InvalidJob("the job has no operators: add a source and a sink before execute".into()));
+    }
+    let parallelism = resolve_parallelism(nodes, settings)?;
+    let partitioning = resolve_partitioning(nodes, &parallelism)?;
+    check_batch_sources(nodes, settings)?;
+    let ids = operator_ids(nodes)?;
+
+    // Chaining: a node joins its input's vertex or starts a new one.
+    let mut vertex_of = Vec::with_capacity(nodes.len());
+    let mut members: Vec<Vec<NodeId>> = Vec::new();
+    for (id, node) in nodes.iter().enumerate() {
+        let chained_to = match (node.inputs.as_slice(), partitioning[id].as_slice()) {
+            ([input], [Partitioning::Forward]) if node.chainable => Some(vertex_of[input.from]),
+            _ => None,
+        };
+        let vertex = chained_to.unwrap_or_else(|| {
+            members.push(Vec::new());
+            members.len() - 1
+        });
+        members[vertex].push(id);
+        vertex_of.push(vertex);
+    }
+
+    // Edges between vertices, in node order; remember which output slot of its
+    // source vertex each one fills.
+    let mut edges = Vec::new();
+    let mut outputs_of_node: Vec<Vec<(usize, Arc<dyn WriterFactory>)>> = vec![Vec::new(); nodes.len()];
+    let mut output_slots = vec![0usize; members.len()];
+    let mut chained_successors: Vec<Vec<NodeId>> = vec![Vec::new(); nodes.len()];
+    for (id, node) in nodes.iter().enumerate() {
+        for (input, &edge_partitioning) in node.inputs.iter().zip(&partitioning[id]) {
+            let (source, target) = (vertex_of[input.from], vertex_of[id]);
+            if source == target {
+                chained_successors[input.from].push(id);
+                continue;
+            }
+            edges.push(JobEdge {
+                source: VertexId(source as u32),
+                target: VertexId(target as u32),
+                partitioning: edge_partitioning,
+            });
+            outputs_of_node[input.from].push((output_slots[source], input.writers.clone()));
+            output_slots[source] += 1;
+        }
+    }
+
+    let mut vertices = Vec::with_capacity(members.len());
+    let mut factories: Vec<Arc<dyn VertexFactory>> = Vec::with_capacity(members.len());
+    for (vertex, chain) in members.iter().enumerate() {
+        let name = chain.iter().map(|&id| nodes[id].name.as_str()).collect::<Vec<_>>().join(" -> ");
+        let position_in_chain = |node: NodeId| chain.iter().position(|&member| member == node);
+        let links = chain
+            .iter()
+            .map(|&id| ChainLink {
+                node: nodes[id].clone(),
+                successors: chained_successors[id].iter().filter_map(|&s| position_in_chain(s)).collect(),
+                outputs: outputs_of_node[id].clone(),
+            })
+            .collect();
+        factories.push(Arc::new(ChainFactory { links, mode: settings.mode }));
+        vertices.push(JobVertex {
+            id: VertexId(vertex as u32),
+            name,
+            parallelism: parallelism[chain[0]],
+            operators: chain
+                .iter()
+                .map(|&id| OperatorDescriptor {
+                    id: ids[id],
+                    uid: nodes[id].uid.clone(),
+                    name: nodes[id].name.clone(),
+                    kind: nodes[id].kind,
+                })
+                .collect(),
+        });
+    }
+    let graph = JobGraph { name: settings.name.clone(), max_parallelism: settings.max_parallelism, vertices, edges };
+    graph.validate().map_err(|error| Error::InvalidJob(error.to_string()))?;
+    Ok(CompiledJob { graph, factories })
+}
+
+fn resolve_parallelism(nodes: &[Node], settings: &JobSettings) -> Result<Vec<usize>> {
+    let max = settings.max_parallelism.get();
+    nodes
+        .iter()
+        .map(|node| {
+            let parallelism = node.parallelism.unwrap_or(settings.parallelism);
+            if parallelism > max {
+                return Err(Error::InvalidJob(format!(
+                    "operator '{}' has parallelism {parallelism}, above the max parallelism {max}; \
+                     lower it or raise the max parallelism (--max-parallelism)",
+                    node.name
+                )));
+            }
+            Ok(parallelism)
+        })
+        .collect()
+}
+
+fn resolve_partitioning(nodes: &[Node], parallelism: &[usize]) -> Result<Vec<Vec<Partitioning>>> {
+    let mut resolved = Vec::with_capacity(nodes.len());
+    for (id, node) in nodes.iter().enumerate() {
+        let mut per_input = Vec::with_capacity(node.inputs.len());
+        for input in &node.inputs {
+            let same = parallelism[input.from] == parallelism[id];
+            per_input.push(match input.partitioning {
+                Some(Partitioning::Forward) if !same => {
+                    return Err(Error::InvalidJob(format!(
+                        "forward edge from '{}' (parallelism {}) to '{}' (parallelism {}) needs equal parallelism",
+                        nodes[input.from].name, parallelism[input.from], node.name, parallelism[id]
+                    )));
+                }
+                Some(chosen) => chosen,
+                None if same => Partitioning::Forward,
+                None => Partitioning::Rebalance,
+            });
+        }
+        resolved.push(per_input);
+    }
+    Ok(resolved)
+}
+
+fn check_batch_sources(nodes: &[Node], settings: &JobSettings) -> Result<()> {
+    if settings.mode != RuntimeMode::Batch {
+        return Ok(());
+    }
+    for node in nodes {
+        if let NodeBody::Source { bounded: false, .. } = node.body {
+            return Err(Error::InvalidJob(format!(
+                "source '{}' is unbounded, but batch mode needs every source to end; \
+                 bound it or use streaming mode",
+                node.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn operator_ids(nodes: &[Node]) -> Result<Vec<OperatorId>> {
+    let mut seen_uids = HashSet::new();
+    let mut ids: Vec<OperatorId> = Vec::with_capacity(nodes.len());
+    for (sequence, node) in nodes.iter().enumerate() {
+        let id = match &node.uid {
+            Some(uid) => {
+                if !seen_uids.insert(uid.as_str()) {
+                    return Err(Error::InvalidJob(format!("uid '{uid}' is used by more than one operator")));
+                }
+                OperatorId::from_uid(uid)
+            }
+            None => {
+                let inputs: Vec<OperatorId> = node.inputs.iter().map(|input| ids[input.from]).collect();
+                OperatorId::from_position(&format!("{:?}", node.kind), &inputs, sequence)
+            }
+        };
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// One operator of a chain and where its output goes.
+struct ChainLink {
+    node: Node,
+    /// Positions (in the chain) of the operators this one feeds directly.
+    successors: Vec<usize>,
+    /// Output slots of the task and the writers that fill them.
+    outputs: Vec<(usize, Arc<dyn WriterFactory>)>,
+}
+
+/// Builds the tasks of one vertex: its chain, back to front.
+struct ChainFactory {
+    links: Vec<ChainLink>,
+    mode: RuntimeMode,
+}
+
+impl VertexFactory for ChainFactory {
+    fn create(&self, setup: TaskSetup) -> Result<TaskBody, TaskError> {
+        let key_group_range = setup.key_group_range();
+        let mut outputs: Vec<Option<EdgeOutput>> = setup.outputs.into_iter().map(Some).collect();
+        let mut built: Vec<Option<ErasedPush>> = (0..self.links.len()).map(|_| None).collect();
+        for (position, link) in self.links.iter().enumerate().rev() {
+            let context = self.context(link, setup.subtask, setup.max_parallelism, key_group_range);
+            let mut targets = Vec::with_capacity(link.successors.len() + link.outputs.len());
+            for &successor in &link.successors {
+                targets.push(built[successor].take().ok_or_else(|| context.error("chain successor built twice"))?);
+            }
+            for (slot, writers) in &link.outputs {
+                let output = outputs.get_mut(*slot).and_then(Option::take);
+                let output = output.ok_or_else(|| context.error(format!("output slot {slot} missing")))?;
+                targets.push(writers.create(output, &context)?);
+            }
+            let next = (link.node.fan_out)(targets)?;
+            match (&link.node.body, position) {
+                (NodeBody::Source { build, .. }, 0) => return Ok(TaskBody::Source(build(&context, next)?)),
+                (NodeBody::Operator { build, input_task }, 0) => {
+                    return Ok(TaskBody::Input(input_task(build(&context, next)?, &context)?));
+                }
+                (NodeBody::Operator { build, .. }, _) => built[position] = Some(build(&context, next)?),
+                (NodeBody::Source { .. }, _) => return Err(context.error("a source inside a chain")),
+            }
+        }
+        Err(TaskError::Operator { operator: setup.task_name.to_string(), message: "empty chain".into() })
+    }
+}
+
+impl ChainFactory {
+    fn context(
+        &self,
+        link: &ChainLink,
+        subtask: SubtaskIndex,
+        max_parallelism: MaxParallelism,
+        key_group_range: KeyGroupRange,
+    ) -> OperatorContext {
+        OperatorContext {
+            operator_name: Arc::from(link.node.name.as_str()),
+            subtask,
+            max_parallelism,
+            key_group_range,
+            mode: self.mode,
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! `weir-api`: the typed API Weir jobs are written against.
+//!
+//! A program builds a dataflow on a [`StreamEnv`]: sources produce
+//! [`DataStream`]s, transformations derive new streams, [`KeyedStream`]s
+//! partition by key, sinks consume. Nothing runs until
+//! [`StreamEnv::execute`], which compiles the logical graph into a
+//! [`JobGraph`](weir_common::JobGraph) (chaining forward edges between
+//! operators of equal parallelism) and runs it on the local runtime.
+//!
+//! Module map, top-down: [`env`] (configuration, arguments, execution) →
+//! [`stream`] and [`keyed`] (the user-facing builders) → [`graph`] (the logical
+//! graph and its compilation into chains) → [`operators`], [`sources`],
+//! [`sinks`] (one small struct per operator) → [`push`] and [`partition`] (how
+//! records move inside a chain and out of it).
+//!
+//! User functions are plain synchronous closures: no async and no runtime types
+//! appear here. This crate builds on `weir-worker` (the runtime) and
+//! `weir-state`; it must never depend on the coordinator.
+
+pub mod args;
+pub mod data;
+pub mod env;
+pub mod error;
+pub mod graph;
+pub mod keyed;
+pub mod operators;
+pub mod partition;
+pub mod push;
+pub mod sinks;
+pub mod sources;
+pub mod stream;
+
+pub use data::Data;
+pub use env::{RuntimeMode, StreamEnv};
+pub use error::{Error, Result};
+pub use keyed::KeyedStream;
+pub use operators::process::ProcessContext;
+pub use sinks::collect::CollectHandle;
+pub use sources::generator::GeneratorSource;
+pub use sources::text_file::FileSource;
+pub use stream::{DataStream, DataStreamSink};

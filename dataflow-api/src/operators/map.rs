@@ -1,0 +1,36 @@
+//! `map`: one output record per input record.
+
+use std::sync::Arc;
+
+use weir_worker::TaskError;
+use weir_worker::blame::BlameGuard;
+
+use crate::push::Push;
+
+/// Applies a function to every record.
+pub(crate) struct Map<F, Out> {
+    pub(crate) name: Arc<str>,
+    pub(crate) function: F,
+    pub(crate) next: Box<dyn Push<Out>>,
+}
+
+impl<In, Out, F> Push<In> for Map<F, Out>
+where
+    F: FnMut(In) -> Out + Send,
+{
+    #[inline]
+    fn push(&mut self, record: In) -> Result<(), TaskError> {
+        let guard = BlameGuard::new(&self.name);
+        let output = (self.function)(record);
+        guard.disarm();
+        self.next.push(output)
+    }
+
+    fn flush(&mut self) -> Result<(), TaskError> {
+        self.next.flush()
+    }
+
+    fn finish(&mut self) -> Result<(), TaskError> {
+        self.next.finish()
+    }
+}

@@ -1,0 +1,204 @@
+//! Writers that end a chain: they spread records over the channels of one
+//! output edge (forward, rebalance, broadcast, or by key group), buffering a
+//! batch per channel so that a channel carries batches, not single records.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use weir_common::{KeyGroup, Partitioning};
+use weir_worker::{Batch, EdgeOutput, TaskError};
+
+use crate::operators::OperatorContext;
+use crate::push::{ErasedPush, Push};
+use crate::{Data, data::Key};
+
+/// Records per batch on a channel.
+pub const BATCH_SIZE: usize = 1024;
+
+/// Extracts the key of a record.
+pub type KeySelector<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
+
+/// Builds the writer of one output edge for one task; typed on the record.
+pub(crate) trait WriterFactory: Send + Sync {
+    fn create(&self, output: EdgeOutput, context: &OperatorContext) -> Result<ErasedPush, TaskError>;
+}
+
+/// Writers for forward, rebalance and broadcast edges of `T` records.
+pub(crate) struct PlainWriters<T>(PhantomData<fn(T)>);
+
+impl<T> PlainWriters<T> {
+    pub(crate) fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<T: Data> WriterFactory for PlainWriters<T> {
+    fn create(&self, output: EdgeOutput, context: &OperatorContext) -> Result<ErasedPush, TaskError> {
+        let partitioning = output.partitioning;
+        let buffers = ChannelBuffers::new(output);
+        Ok(match partitioning {
+            Partitioning::Forward => ErasedPush::new::<T>(Box::new(ForwardWriter { buffers })),
+            Partitioning::Broadcast => ErasedPush::new::<T>(Box::new(BroadcastWriter { buffers })),
+            Partitioning::Rebalance => {
+                let next = context.subtask.index % buffers.len();
+                ErasedPush::new::<T>(Box::new(RebalanceWriter { buffers, next }))
+            }
+            Partitioning::Hash => {
+                return Err(TaskError::Operator {
+                    operator: context.operator_name.to_string(),
+                    message: "a hash-partitioned edge has no key selector (a bug in graph construction)".into(),
+                });
+            }
+        })
+    }
+}
+
+/// Writers for edges partitioned by the key group of `K`.
+pub(crate) struct HashWriters<T, K> {
+    pub(crate) key: KeySelector<T, K>,
+}
+
+impl<T: Data, K: Key> WriterFactory for HashWriters<T, K> {
+    fn create(&self, output: EdgeOutput, context: &OperatorContext) -> Result<ErasedPush, TaskError> {
+        Ok(ErasedPush::new::<T>(Box::new(HashWriter {
+            buffers: ChannelBuffers::new(output),
+            key: self.key.clone(),
+            context: context.clone(),
+            scratch: Vec::new(),
+        })))
+    }
+}
+
+/// One pending batch per channel of an edge.
+struct ChannelBuffers<T> {
+    output: EdgeOutput,
+    buffers: Vec<Vec<T>>,
+}
+
+impl<T: Send + 'static> ChannelBuffers<T> {
+    fn new(output: EdgeOutput) -> Self {
+        let buffers = output.channels.iter().map(|_| Vec::new()).collect();
+        Self { output, buffers }
+    }
+
+    fn len(&self) -> usize {
+        self.buffers.len()
+    }
+
+    #[inline]
+    fn add(&mut self, channel: usize, record: T) -> Result<(), TaskError> {
+        let buffer = &mut self.buffers[channel];
+        if buffer.capacity() == 0 {
+            buffer.reserve_exact(BATCH_SIZE);
+        }
+        buffer.push(record);
+        if buffer.len() >= BATCH_SIZE {
+            let full = std::mem::take(buffer);
+            self.output.send_batch(channel, Batch::new(full))?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), TaskError> {
+        for (channel, buffer) in self.buffers.iter_mut().enumerate() {
+            if !buffer.is_empty() {
+                self.output.send_batch(channel, Batch::new(std::mem::take(buffer)))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), TaskError> {
+        self.flush()?;
+        self.output.end_of_partition()
+    }
+}
+
+struct ForwardWriter<T> {
+    buffers: ChannelBuffers<T>,
+}
+
+impl<T: Data> Push<T> for ForwardWriter<T> {
+    #[inline]
+    fn push(&mut self, record: T) -> Result<(), TaskError> {
+        self.buffers.add(0, record)
+    }
+
+    fn flush(&mut self) -> Result<(), TaskError> {
+        self.buffers.flush()
+    }
+
+    fn finish(&mut self) -> Result<(), TaskError> {
+        self.buffers.finish()
+    }
+}
+
+struct RebalanceWriter<T> {
+    buffers: ChannelBuffers<T>,
+    next: usize,
+}
+
+impl<T: Data> Push<T> for RebalanceWriter<T> {
+    #[inline]
+    fn push(&mut self, record: T) -> Result<(), TaskError> {
+        let channel = self.next;
+        self.next = if channel + 1 == self.buffers.len() { 0 } else { channel + 1 };
+        self.buffers.add(channel, record)
+    }
+
+    fn flush(&mut self) -> Result<(), TaskError> {
+        self.buffers.flush()
+    }
+
+    fn finish(&mut self) -> Result<(), TaskError> {
+        self.buffers.finish()
+    }
+}
+
+struct BroadcastWriter<T> {
+    buffers: ChannelBuffers<T>,
+}
+
+impl<T: Data> Push<T> for BroadcastWriter<T> {
+    fn push(&mut self, record: T) -> Result<(), TaskError> {
+        let last = self.buffers.len() - 1;
+        for channel in 0..last {
+            self.buffers.add(channel, record.clone())?;
+        }
+        self.buffers.add(last, record)
+    }
+
+    fn flush(&mut self) -> Result<(), TaskError> {
+        self.buffers.flush()
+    }
+
+    fn finish(&mut self) -> Result<(), TaskError> {
+        self.buffers.finish()
+    }
+}
+
+struct HashWriter<T, K> {
+    buffers: ChannelBuffers<T>,
+    key: KeySelector<T, K>,
+    context: OperatorContext,
+    scratch: Vec<u8>,
+}
+
+impl<T: Data, K: Key> Push<T> for HashWriter<T, K> {
+    #[inline]
+    fn push(&mut self, record: T) -> Result<(), TaskError> {
+        let max = self.context.max_parallelism;
+        let group = KeyGroup::of_key(&(self.key)(&record), max, &mut self.scratch)
+            .map_err(|error| TaskError::operator(self.context.operator_name.as_ref(), &error))?;
+        let channel = group.operator_index(max, self.buffers.len());
+        self.buffers.add(channel, record)
+    }
+
+    fn flush(&mut self) -> Result<(), TaskError> {
+        self.buffers.flush()
+    }
+
+    fn finish(&mut self) -> Result<(), TaskError> {
+        self.buffers.finish()
+    }
+}

@@ -1,0 +1,5 @@
+//! Sinks: where records leave a job.
+
+pub mod collect;
+pub mod print;
+pub mod text_file;

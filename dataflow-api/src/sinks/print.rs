@@ -1,0 +1,59 @@
+//! Prints records to standard output, one line each.
+//!
+//! Delivery is at-least-once once checkpoints exist: lines printed before a
+//! failure are printed again after the restart replays them.
+
+use std::fmt::{Display, Write as _};
+use std::io::Write as _;
+
+use weir_worker::TaskError;
+
+use crate::operators::OperatorContext;
+use crate::push::Push;
+
+/// Buffer this many bytes before writing, so parallel subtasks interleave
+/// whole lines, and stdout is locked once per buffer, not per record.
+const BUFFER_BYTES: usize = 64 * 1024;
+
+pub(crate) struct PrintSink {
+    context: OperatorContext,
+    buffer: String,
+}
+
+impl PrintSink {
+    pub(crate) fn new(context: OperatorContext) -> Self {
+        Self { context, buffer: String::with_capacity(BUFFER_BYTES) }
+    }
+
+    fn write_out(&mut self) -> Result<(), TaskError> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(self.buffer.as_bytes())
+            .and_then(|()| stdout.flush())
+            .map_err(|error| self.context.error(format!("cannot write to standard output: {error}")))?;
+        self.buffer.clear();
+        Ok(())
+    }
+}
+
+impl<T: Display + Send> Push<T> for PrintSink {
+    fn push(&mut self, record: T) -> Result<(), TaskError> {
+        // Writing to a String cannot fail.
+        let _ = writeln!(self.buffer, "{record}");
+        if self.buffer.len() >= BUFFER_BYTES {
+            self.write_out()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), TaskError> {
+        self.write_out()
+    }
+
+    fn finish(&mut self) -> Result<(), TaskError> {
+        self.write_out()
+    }
+}

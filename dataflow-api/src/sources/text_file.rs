@@ -1,0 +1,267 @@
+//! A bounded source of text lines from files.
+//!
+//! The input is cut into splits, byte ranges of files, and split `k` goes to
+//! subtask `k mod n`; so a single large file is read in parallel too. A split
+//! owns every line that *starts* inside its range: a reader whose range starts
+//! mid-line skips to the next line, and reads past its end to finish its last
+//! line (the scheme of Hadoop's and Flink's text input formats).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use weir_worker::TaskError;
+
+use super::{ReadStatus, Source, SourceReader};
+use crate::operators::OperatorContext;
+use crate::push::Push;
+
+/// Splits are never smaller than this, so small inputs are not cut into crumbs.
+const MIN_SPLIT_BYTES: u64 = 64 * 1024;
+
+/// Lines of one or more files or directories (the regular files directly in
+/// a directory, in name order, skipping names that start with `.` or `_`).
+/// Lines are UTF-8 without their `\n` or `\r\n`.
+#[derive(Clone, Debug)]
+pub struct FileSource {
+    paths: Vec<PathBuf>,
+}
+
+impl FileSource {
+    /// Lines of a file or of the files in a directory.
+    pub fn lines(path: impl Into<PathBuf>) -> Self {
+        Self { paths: vec![path.into()] }
+    }
+
+    /// Lines of several files or directories, in the given order.
+    pub fn lines_of(paths: impl IntoIterator<Item = impl Into<PathBuf>>) -> Self {
+        Self { paths: paths.into_iter().map(Into::into).collect() }
+    }
+}
+
+impl Source for FileSource {
+    type Output = String;
+
+    fn name(&self) -> String {
+        let shown: Vec<String> = self.paths.iter().map(|path| path.display().to_string()).collect();
+        format!("Source: File {}", shown.join(","))
+    }
+
+    fn is_bounded(&self) -> bool {
+        true
+    }
+
+    fn create_reader(&self, context: &OperatorContext) -> Result<Box<dyn SourceReader<String>>, TaskError> {
+        let splits = plan_splits(&self.paths, context.subtask.parallelism).map_err(|error| context.error(error))?;
+        let mine = splits
+            .into_iter()
+            .enumerate()
+            .filter(|(k, _)| k % context.subtask.parallelism == context.subtask.index)
+            .map(|(_, split)| split)
+            .collect::<Vec<_>>();
+        Ok(Box::new(LineReader { context: context.clone(), pending: mine.into_iter().rev().collect(), open: None }))
+    }
+}
+
+/// A byte range of one file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Split {
+    path: PathBuf,
+    start: u64,
+    end: u64,
+}
+
+/// Lists the input files and cuts them into about `parallelism` splits in all.
+fn plan_splits(paths: &[PathBuf], parallelism: usize) -> Result<Vec<Split>, String> {
+    let mut files = Vec::new();
+    for path in paths {
+        list_files(path, &mut files)?;
+    }
+    let total: u64 = files.iter().map(|(_, size)| size).sum();
+    let split_bytes = total.div_ceil(parallelism as u64).max(MIN_SPLIT_BYTES);
+    let mut splits = Vec::new();
+    for (path, size) in files {
+        let mut start = 0;
+        while start < size {
+            let end = (start + split_bytes).min(size);
+            splits.push(Split { path: path.clone(), start, end });
+            start = end;
+        }
+    }
+    Ok(splits)
+}
+
+fn list_files(path: &Path, files: &mut Vec<(PathBuf, u64)>) -> Result<(), String> {
+    let unreadable = |error: std::io::Error| format!("cannot read input path '{}': {error}", path.display());
+    let metadata = std::fs::metadata(path).map_err(unreadable)?;
+    if metadata.is_file() {
+        files.push((path.to_path_buf(), metadata.len()));
+        return Ok(());
+    }
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(unreadable)? {
+        let entry = entry.map_err(unreadable)?;
+        let name = entry.file_name();
+        let hidden = name.to_string_lossy().starts_with(['.', '_']);
+        let metadata = entry.metadata().map_err(unreadable)?;
+        if metadata.is_file() && !hidden {
+            entries.push((entry.path(), metadata.len()));
+        }
+    }
+    entries.sort();
+    files.extend(entries);
+    Ok(())
+}
+
+struct OpenSplit {
+    reader: BufReader<File>,
+    split: Split,
+    /// Offset of the next unread byte.
+    position: u64,
+}
+
+struct LineReader {
+    context: OperatorContext,
+    /// Splits still to read, the next one last.
+    pending: Vec<Split>,
+    open: Option<OpenSplit>,
+}
+
+impl LineReader {
+    fn open_next(&mut self) -> Result<bool, TaskError> {
+        let Some(split) = self.pending.pop() else {
+            return Ok(false);
+        };
+        let failed = |error: std::io::Error| {
+            self.context.error(format!("cannot read input file '{}': {error}", split.path.display()))
+        };
+        let file = File::open(&split.path).map_err(failed)?;
+        let mut reader = BufReader::with_capacity(256 * 1024, file);
+        let mut position = split.start;
+        if split.start > 0 {
+            // Back up one byte: if it is a newline, the split starts on a line.
+            reader.seek(SeekFrom::Start(split.start - 1)).map_err(failed)?;
+            let mut skipped = Vec::new();
+            position = split.start - 1 + reader.read_until(b'\n', &mut skipped).map_err(failed)? as u64;
+        }
+        self.open = Some(OpenSplit { reader, split, position });
+        Ok(true)
+    }
+}
+
+impl SourceReader<String> for LineReader {
+    fn read(&mut self, out: &mut dyn Push<String>, max: usize) -> Result<ReadStatus, TaskError> {
+        let mut emitted = 0;
+        let mut bytes = Vec::new();
+        while emitted < max {
+            let Some(open) = &mut self.open else {
+                if self.open_next()? {
+                    continue;
+                }
+                return Ok(ReadStatus::Finished);
+            };
+            if open.position >= open.split.end {
+                self.open = None;
+                continue;
+            }
+            bytes.clear();
+            let read = open.reader.read_until(b'\n', &mut bytes).map_err(|error| {
+                self.context.error(format!("cannot read input file '{}': {error}", open.split.path.display()))
+            })?;
+            if read == 0 {
+                self.open = None;
+                continue;
+            }
+            let line_start = open.position;
+            open.position += read as u64;
+            let line = decode_line(&bytes).ok_or_else(|| {
+                self.context.error(format!(
+                    "input file '{}' is not UTF-8 text: the line at byte {line_start} is invalid",
+                    open.split.path.display()
+                ))
+            })?;
+            out.push(line.to_owned())?;
+            emitted += 1;
+        }
+        Ok(ReadStatus::More)
+    }
+}
+
+/// The line without its terminator, if it is valid UTF-8.
+fn decode_line(bytes: &[u8]) -> Option<&str> {
+    let without_newline = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    let without_return = without_newline.strip_suffix(b"\r").unwrap_or(without_newline);
+    std::str::from_utf8(without_return).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::push::Push;
+
+    struct Gather(Vec<String>);
+
+    impl Push<String> for Gather {
+        fn push(&mut self, record: String) -> Result<(), TaskError> {
+            self.0.push(record);
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), TaskError> {
+            Ok(())
+        }
+        fn finish(&mut self) -> Result<(), TaskError> {
+            Ok(())
+        }
+    }
+
+    fn read_split(split: Split) -> Vec<String> {
+        let context = crate::operators::tests::context(0, 1);
+        let mut reader = LineReader { context, pending: vec![split], open: None };
+        let mut out = Gather(Vec::new());
+        while reader.read(&mut out, 7).expect("readable") == ReadStatus::More {}
+        out.0
+    }
+
+    proptest! {
+        #[test]
+        fn splits_at_any_offsets_read_every_line_once(
+            lines in proptest::collection::vec("[a-z ]{0,12}", 0..40),
+            cuts in proptest::collection::vec(0u64..600, 0..6),
+            trailing_newline: bool,
+        ) {
+            let mut text = lines.join("\n");
+            if trailing_newline && !text.is_empty() {
+                text.push('\n');
+            }
+            let mut file = tempfile::NamedTempFile::new().expect("temp file");
+            file.write_all(text.as_bytes()).expect("write");
+            let size = text.len() as u64;
+            let mut bounds: Vec<u64> = cuts.into_iter().filter(|cut| *cut < size).collect();
+            bounds.extend([0, size]);
+            bounds.sort();
+            bounds.dedup();
+            let mut read = Vec::new();
+            for pair in bounds.windows(2) {
+                read.extend(read_split(Split { path: file.path().to_path_buf(), start: pair[0], end: pair[1] }));
+            }
+            let expected: Vec<String> = if text.is_empty() { vec![] } else { text.lines().map(str::to_owned).collect() };
+            prop_assert_eq!(read, expected);
+        }
+    }
+
+    #[test]
+    fn a_missing_path_is_named() {
+        let error = plan_splits(&[PathBuf::from("/no/such/input.txt")], 2).expect_err("missing");
+        assert!(error.contains("'/no/such/input.txt'"), "{error}");
+    }
+
+    #[test]
+    fn crlf_and_invalid_utf8() {
+        assert_eq!(decode_line(b"word\r\n"), Some("word"));
+        assert_eq!(decode_line(b"\xff\n"), None);
+    }
+}

@@ -1,0 +1,283 @@
+//! `DataStream`: the builder users chain transformations on.
+//!
+//! Every method adds a node to the environment's logical graph and returns a
+//! handle to the new stream; nothing runs until `StreamEnv::execute`.
+
+use std::fmt::Display;
+use std::marker::PhantomData;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use weir_common::{OperatorKind, Partitioning};
+use weir_worker::TaskError;
+
+use crate::data::Key;
+use crate::graph::{BuildFanOut, BuildInputTask, BuildOperator, LogicalEdge, Node, NodeBody, NodeId};
+use crate::operators::filter::Filter;
+use crate::operators::flat_map::FlatMap;
+use crate::operators::map::Map;
+use crate::operators::process::{Process, ProcessContext};
+use crate::partition::{KeySelector, PlainWriters};
+use crate::push::{ChannelInput, Discard, ErasedPush, Push, fan_out};
+use crate::sinks::collect::CollectHandle;
+use crate::sinks::print::PrintSink;
+use crate::sinks::text_file::TextFileSink;
+use crate::{Data, KeyedStream, StreamEnv};
+
+/// A stream of records of type `T`.
+pub struct DataStream<T> {
+    pub(crate) env: StreamEnv,
+    pub(crate) node: NodeId,
+    /// Partitioning chosen for the next edge (`rebalance`, `broadcast`).
+    pub(crate) partitioning: Option<Partitioning>,
+    pub(crate) marker: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for DataStream<T> {
+    fn clone(&self) -> Self {
+        Self { env: self.env.clone(), node: self.node, partitioning: self.partitioning, marker: PhantomData }
+    }
+}
+
+/// The end of a pipeline; configures the sink operator.
+pub struct DataStreamSink {
+    env: StreamEnv,
+    node: NodeId,
+}
+
+impl<T: Data> DataStream<T> {
+    pub(crate) fn new(env: StreamEnv, node: NodeId) -> Self {
+        Self { env, node, partitioning: None, marker: PhantomData }
+    }
+
+    /// Transforms every record into one record.
+    pub fn map<U, F>(&self, function: F) -> DataStream<U>
+    where
+        U: Data,
+        F: FnMut(T) -> U + Clone + Send + Sync + 'static,
+    {
+        self.transform::<U>("Map", OperatorKind::Transform, vec![self.edge()], move |context, next| {
+            let next = next.into_typed::<U>()?;
+            let function = function.clone();
+            Ok(ErasedPush::new::<T>(Box::new(Map { name: context.operator_name.clone(), function, next })))
+        })
+    }
+
+    /// Keeps the records for which `predicate` returns true.
+    pub fn filter<F>(&self, predicate: F) -> DataStream<T>
+    where
+        F: FnMut(&T) -> bool + Clone + Send + Sync + 'static,
+    {
+        self.transform::<T>("Filter", OperatorKind::Transform, vec![self.edge()], move |context, next| {
+            let next = next.into_typed::<T>()?;
+            let predicate = predicate.clone();
+            Ok(ErasedPush::new::<T>(Box::new(Filter { name: context.operator_name.clone(), predicate, next })))
+        })
+    }
+
+    /// Transforms every record into any number of records.
+    pub fn flat_map<U, I, F>(&self, function: F) -> DataStream<U>
+    where
+        U: Data,
+        I: IntoIterator<Item = U>,
+        F: FnMut(T) -> I + Clone + Send + Sync + 'static,
+    {
+        self.transform::<U>("FlatMap", OperatorKind::Transform, vec![self.edge()], move |context, next| {
+            let next = next.into_typed::<U>()?;
+            let function = function.clone();
+            Ok(ErasedPush::new::<T>(Box::new(FlatMap { name: context.operator_name.clone(), function, next })))
+        })
+    }
+
+    /// Calls `function` for every record with a context that emits results.
+    pub fn process<U, F>(&self, function: F) -> DataStream<U>
+    where
+        U: Data,
+        F: FnMut(T, &mut ProcessContext<'_, U>) + Clone + Send + Sync + 'static,
+    {
+        self.transform::<U>("Process", OperatorKind::Transform, vec![self.edge()], move |context, next| {
+            let next = next.into_typed::<U>()?;
+            let function = function.clone();
+            let name = context.operator_name.clone();
+            Ok(ErasedPush::new::<T>(Box::new(Process { name, subtask: context.subtask, function, next })))
+        })
+    }
+
+    /// Partitions the stream by key: records with equal keys go to the same
+    /// parallel instance of the next operator.
+    pub fn key_by<K, F>(&self, key: F) -> KeyedStream<T, K>
+    where
+        K: Key,
+        F: Fn(&T) -> K + Send + Sync + 'static,
+    {
+        let key: KeySelector<T, K> = Arc::new(key);
+        KeyedStream { stream: self.clone(), key }
+    }
+
+    /// Merges this stream with others of the same type.
+    pub fn union(&self, others: &[DataStream<T>]) -> DataStream<T> {
+        let inputs = std::iter::once(self).chain(others).map(DataStream::edge).collect();
+        self.transform::<T>("Union", OperatorKind::Transform, inputs, |context, next| {
+            let next = next.into_typed::<T>()?;
+            let pass = |record: T| record;
+            Ok(ErasedPush::new::<T>(Box::new(Map { name: context.operator_name.clone(), function: pass, next })))
+        })
+    }
+
+    /// Spreads records round robin over the next operator's instances.
+    pub fn rebalance(&self) -> DataStream<T> {
+        Self { partitioning: Some(Partitioning::Rebalance), ..self.clone() }
+    }
+
+    /// Sends every record to every instance of the next operator.
+    pub fn broadcast(&self) -> DataStream<T> {
+        Self { partitioning: Some(Partitioning::Broadcast), ..self.clone() }
+    }
+
+    /// Sets the stable id that state is matched against across runs.
+    pub fn uid(self, uid: impl Into<String>) -> Self {
+        self.env.update_node(self.node, |node| node.uid = Some(uid.into()));
+        self
+    }
+
+    /// Sets the operator's name, shown in logs and errors.
+    pub fn name(self, name: impl Into<String>) -> Self {
+        self.env.update_node(self.node, |node| node.name = name.into());
+        self
+    }
+
+    /// Sets the operator's parallelism (default: the environment's).
+    pub fn set_parallelism(self, parallelism: usize) -> Self {
+        self.env.update_node(self.node, |node| node.parallelism = Some(parallelism));
+        self
+    }
+
+    /// Runs the operator in its own task, never chained to its input.
+    pub fn disable_chaining(self) -> Self {
+        self.env.update_node(self.node, |node| node.chainable = false);
+        self
+    }
+
+    /// Prints every record on its own line to standard output.
+    pub fn print(&self) -> DataStreamSink
+    where
+        T: Display,
+    {
+        self.sink("Sink: Print", |context| Ok(Box::new(PrintSink::new(context.clone()))))
+    }
+
+    /// Writes every record as a line of text (see `sinks::text_file` for the layout).
+    pub fn write_as_text(&self, path: impl Into<PathBuf>) -> DataStreamSink
+    where
+        T: Display,
+    {
+        let path = path.into();
+        let name = format!("Sink: Text File {}", path.display());
+        self.sink(&name, move |context| Ok(Box::new(TextFileSink::create(context.clone(), &path)?)))
+    }
+
+    /// Collects every record in memory; read them from the handle after `execute`.
+    pub fn collect(&self) -> CollectHandle<T> {
+        let handle = CollectHandle::new();
+        let shared = handle.clone();
+        self.sink("Sink: Collect", move |_| Ok(Box::new(shared.sink())));
+        handle
+    }
+
+    /// Drops every record (for benchmarks and tests of side effects).
+    pub fn discard(&self) -> DataStreamSink {
+        self.sink("Sink: Discard", |_| Ok(Box::new(Discard)))
+    }
+
+    /// The edge from this stream to a consumer.
+    pub(crate) fn edge(&self) -> LogicalEdge {
+        LogicalEdge { from: self.node, partitioning: self.partitioning, writers: Arc::new(PlainWriters::<T>::new()) }
+    }
+
+    /// Adds an operator node with input `T` and output `U`.
+    pub(crate) fn transform<U: Data>(
+        &self,
+        name: &str,
+        kind: OperatorKind,
+        inputs: Vec<LogicalEdge>,
+        build: impl Fn(&crate::operators::OperatorContext, ErasedPush) -> Result<ErasedPush, TaskError>
+        + Send
+        + Sync
+        + 'static,
+    ) -> DataStream<U> {
+        let build: BuildOperator = Arc::new(build);
+        let node = self.env.add_node(operator_node::<T, U>(name, kind, inputs, build));
+        DataStream::new(self.env.clone(), node)
+    }
+
+    fn sink<S>(
+        &self,
+        name: &str,
+        create: impl Fn(&crate::operators::OperatorContext) -> Result<Box<S>, TaskError> + Send + Sync + 'static,
+    ) -> DataStreamSink
+    where
+        S: Push<T> + 'static,
+    {
+        let stream = self.transform::<()>(name, OperatorKind::Sink, vec![self.edge()], move |context, _next| {
+            let sink: Box<dyn Push<T>> = create(context)?;
+            Ok(ErasedPush::new::<T>(sink))
+        });
+        DataStreamSink { env: stream.env, node: stream.node }
+    }
+}
+
+impl DataStreamSink {
+    /// Sets the stable id of the sink.
+    pub fn uid(self, uid: impl Into<String>) -> Self {
+        self.env.update_node(self.node, |node| node.uid = Some(uid.into()));
+        self
+    }
+
+    /// Sets the sink's name.
+    pub fn name(self, name: impl Into<String>) -> Self {
+        self.env.update_node(self.node, |node| node.name = name.into());
+        self
+    }
+
+    /// Sets the sink's parallelism.
+    pub fn set_parallelism(self, parallelism: usize) -> Self {
+        self.env.update_node(self.node, |node| node.parallelism = Some(parallelism));
+        self
+    }
+}
+
+/// A node for an operator consuming `In` and producing `Out`.
+pub(crate) fn operator_node<In: Data, Out: Data>(
+    name: &str,
+    kind: OperatorKind,
+    inputs: Vec<LogicalEdge>,
+    build: BuildOperator,
+) -> Node {
+    Node {
+        name: name.to_owned(),
+        uid: None,
+        kind,
+        parallelism: None,
+        chainable: true,
+        inputs,
+        body: NodeBody::Operator { build, input_task: input_task::<In>() },
+        fan_out: fan_out_of::<Out>(),
+    }
+}
+
+/// Wraps a chain head consuming `T` into a task fed by channels.
+pub(crate) fn input_task<T: Data>() -> BuildInputTask {
+    Arc::new(|head: ErasedPush, context: &crate::operators::OperatorContext| {
+        let head = head.into_typed::<T>()?;
+        let task_name = context.operator_name.clone();
+        Ok(Box::new(ChannelInput { head, task_name }) as Box<dyn weir_worker::InputTask>)
+    })
+}
+
+/// Joins the consumers of a node producing `T`.
+pub(crate) fn fan_out_of<T: Data>() -> BuildFanOut {
+    Arc::new(|targets: Vec<ErasedPush>| {
+        let typed = targets.into_iter().map(ErasedPush::into_typed::<T>).collect::<Result<Vec<_>, _>>()?;
+        Ok(ErasedPush::new::<T>(fan_out(typed)))
+    })
+}

@@ -1,0 +1,104 @@
+//! Heap state partitioned by key group.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use weir_common::{KeyGroup, KeyGroupRange};
+
+/// One value per key, stored in one hash map per key group of a task's range.
+///
+/// Keeping key groups apart costs one index per access and buys cheap
+/// snapshots and rescaling: a key group is the unit that moves between
+/// subtasks, so it can be written or dropped without scanning other groups.
+#[derive(Debug)]
+pub struct KeyGroupedMap<K, V> {
+    range: KeyGroupRange,
+    groups: Vec<HashMap<K, V>>,
+}
+
+/// A key group that the task does not own: the record was routed to the
+/// wrong subtask, which is a bug in partitioning, never a user error.
+#[derive(Debug, thiserror::Error)]
+#[error("key group {group:?} is outside this task's range {range}")]
+pub struct ForeignKeyGroup {
+    /// The group that was asked for.
+    pub group: KeyGroup,
+    /// The groups the task owns.
+    pub range: KeyGroupRange,
+}
+
+impl<K: Eq + Hash, V> KeyGroupedMap<K, V> {
+    /// An empty map for the key groups of `range`.
+    pub fn new(range: KeyGroupRange) -> Self {
+        Self { range, groups: (0..range.len).map(|_| HashMap::new()).collect() }
+    }
+
+    /// The key groups this map holds.
+    pub fn range(&self) -> KeyGroupRange {
+        self.range
+    }
+
+    /// The map of one key group.
+    pub fn group_mut(&mut self, group: KeyGroup) -> Result<&mut HashMap<K, V>, ForeignKeyGroup> {
+        let range = self.range;
+        match range.offset_of(group) {
+            Some(offset) => Ok(&mut self.groups[offset]),
+            None => Err(ForeignKeyGroup { group, range }),
+        }
+    }
+
+    /// Number of keys over all groups.
+    pub fn len(&self) -> usize {
+        self.groups.iter().map(HashMap::len).sum()
+    }
+
+    /// Whether no key holds a value.
+    pub fn is_empty(&self) -> bool {
+        self.groups.iter().all(HashMap::is_empty)
+    }
+
+    /// Removes and yields every entry, key group by key group in ascending order.
+    pub fn drain(&mut self) -> impl Iterator<Item = (KeyGroup, K, V)> + '_ {
+        let start = self.range.start;
+        self.groups
+            .iter_mut()
+            .enumerate()
+            .flat_map(move |(offset, map)| map.drain().map(move |(k, v)| (KeyGroup(start + offset as u16), k, v)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use weir_common::MaxParallelism;
+
+    use super::*;
+
+    #[test]
+    fn foreign_key_group_is_refused() {
+        let range = KeyGroupRange::for_subtask(MaxParallelism::default(), 4, 1);
+        let mut map: KeyGroupedMap<u32, u32> = KeyGroupedMap::new(range);
+        assert!(map.group_mut(KeyGroup(0)).is_err());
+        assert!(map.group_mut(KeyGroup(range.start)).is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn behaves_like_one_map(ops in proptest::collection::vec((0u32..50, 0u32..1000), 0..200)) {
+            let max = MaxParallelism::default();
+            let range = KeyGroupRange::for_subtask(max, 1, 0);
+            let mut map = KeyGroupedMap::new(range);
+            let mut model = HashMap::new();
+            let mut scratch = Vec::new();
+            for (key, value) in ops {
+                let group = KeyGroup::of_key(&key, max, &mut scratch).expect("u32 serializes");
+                *map.group_mut(group).expect("own group").entry(key).or_insert(0) += value;
+                *model.entry(key).or_insert(0) += value;
+            }
+            prop_assert_eq!(map.len(), model.len());
+            let drained: HashMap<u32, u32> = map.drain().map(|(_, k, v)| (k, v)).collect();
+            prop_assert_eq!(drained, model);
+            prop_assert!(map.is_empty());
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! `weir-state`: keyed state for Weir tasks and the backends that hold it.
+//!
+//! Today it owns the heap backend's core, [`KeyGroupedMap`] (one map per key
+//! group of a task's range, so a snapshot or a rescale moves whole key groups),
+//! and the RocksDB options every embedded instance is opened with
+//! ([`rocks::db_options`]). State handles, timers, snapshots and restore come
+//! with the keyed-state issue and build on these.
+//!
+//! It depends on `weir-common` only. It must never depend on the runtime
+//! (`weir-worker`), the user API, the coordinator, or any async runtime: tasks
+//! call it synchronously from their own thread.
+
+pub mod key_grouped_map;
+pub mod rocks;
+
+pub use key_grouped_map::KeyGroupedMap;

@@ -1,0 +1,247 @@
+//! The local runtime through the public API: chaining, partitioning, end of
+//! input, rolling aggregates and failure propagation, each checked against an
+//! expectation computed here, at several parallelisms.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use weir::prelude::*;
+use weir_common::{KeyGroup, MaxParallelism, Partitioning};
+
+fn env(parallelism: usize) -> StreamEnv {
+    let env = StreamEnv::new();
+    env.set_parallelism(parallelism);
+    env
+}
+
+fn sorted<T: Ord>(mut items: Vec<T>) -> Vec<T> {
+    items.sort();
+    items
+}
+
+#[test]
+fn forward_edges_of_equal_parallelism_are_chained() {
+    let env = env(2);
+    env.from_sequence(0..10).map(|n| n + 1).filter(|n| n % 2 == 0).discard();
+    let graph = env.job_graph("chained").expect("valid job");
+    assert_eq!(graph.vertices.len(), 1, "{graph:#?}");
+    let names: Vec<&str> = graph.vertices[0].operators.iter().map(|op| op.name.as_str()).collect();
+    assert_eq!(names, ["Source: Sequence", "Map", "Filter", "Sink: Discard"]);
+    assert_eq!(graph.vertices[0].name, "Source: Sequence -> Map -> Filter -> Sink: Discard");
+}
+
+#[test]
+fn key_by_parallelism_change_and_disabled_chaining_break_chains() {
+    let env = env(2);
+    let doubled = env.from_sequence(0..10).map(|n| n * 2);
+    doubled.key_by(|n| *n % 3).reduce(|a, b| a + b).discard();
+    doubled.map(|n| n + 1).set_parallelism(3).discard().set_parallelism(3);
+    doubled.filter(|_| true).disable_chaining().discard();
+    let graph = env.job_graph("broken chains").expect("valid job");
+    let edges: Vec<(u32, u32, Partitioning)> =
+        graph.edges.iter().map(|edge| (edge.source.0, edge.target.0, edge.partitioning)).collect();
+    // v0 = source -> map; v1 = reduce -> discard; v2 = map(3) -> discard; v3 = filter -> discard.
+    assert_eq!(edges, [(0, 1, Partitioning::Hash), (0, 2, Partitioning::Rebalance), (0, 3, Partitioning::Forward)]);
+    assert_eq!(graph.vertices[2].parallelism, 3);
+}
+
+#[test]
+fn job_graph_round_trips_through_protobuf_and_ids_are_stable() {
+    let build = || {
+        let env = env(2);
+        let words = env.from_collection(vec!["a".to_string()]).uid("words");
+        words.map(|w| w.len() as u64).key_by(|n| *n).sum(|n| n).print();
+        env.job_graph("ids").expect("valid job")
+    };
+    let (first, second) = (build(), build());
+    assert_eq!(first, second, "the same program gives the same graph and ids");
+    let decoded = weir::JobGraph::decode(&first.encode()).expect("decodes");
+    assert_eq!(decoded, first);
+    assert_eq!(first.vertices[0].operators[0].id, weir_common::OperatorId::from_uid("words"));
+}
+
+#[test]
+fn duplicate_uids_are_rejected() {
+    let env = env(1);
+    env.from_sequence(0..3).uid("same").map(|n| n).uid("same").discard();
+    let error = env.execute("duplicate uids").expect_err("rejected").to_string();
+    assert!(error.contains("uid 'same'"), "{error}");
+}
+
+#[test]
+fn every_key_reaches_the_subtask_owning_its_key_group() {
+    for parallelism in [1, 2, 3, 4] {
+        let env = env(parallelism);
+        let owners = env
+            .from_sequence(0..5_000)
+            .map(|n| (format!("key-{}", n % 517), 1u64))
+            .key_by(|(key, _): &(String, u64)| key.clone())
+            .sum(|(_, count): &mut (String, u64)| count)
+            // Chained behind the sum: runs in the sum's subtask.
+            .process(|(key, _): (String, u64), context: &mut ProcessContext<'_, (String, usize)>| {
+                let subtask = context.subtask().index;
+                context.collect((key, subtask));
+            })
+            .collect();
+        env.execute("ownership").expect("job succeeds");
+        let records = owners.take();
+        assert_eq!(records.len(), 5_000);
+        let max = MaxParallelism::default();
+        let mut scratch = Vec::new();
+        for (key, subtask) in records {
+            let group = KeyGroup::of_key(&key, max, &mut scratch).expect("strings serialize");
+            assert_eq!(subtask, group.operator_index(max, parallelism), "key {key} at parallelism {parallelism}");
+        }
+    }
+}
+
+#[test]
+fn rolling_sum_emits_every_update_in_streaming_mode() {
+    let env = env(2);
+    let input = vec![("a", 1i64), ("b", 5), ("a", 2), ("a", -4), ("b", 1)];
+    let updates = env
+        .from_collection(input.into_iter().map(|(k, v)| (k.to_string(), v)).collect::<Vec<_>>())
+        .set_parallelism(1)
+        .key_by(|(key, _): &(String, i64)| key.clone())
+        .sum(|(_, value): &mut (String, i64)| value)
+        .collect();
+    env.execute("rolling").expect("job succeeds");
+    let mut by_key: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for (key, total) in updates.take() {
+        by_key.entry(key).or_default().push(total);
+    }
+    // Updates of one key arrive in input order (one source subtask, one channel).
+    assert_eq!(by_key["a"], [1, 3, -1]);
+    assert_eq!(by_key["b"], [5, 6]);
+}
+
+#[test]
+fn batch_mode_emits_final_min_max_sum_once_per_key() {
+    for parallelism in [1, 2, 4] {
+        let env = env(parallelism);
+        env.set_runtime_mode(RuntimeMode::Batch);
+        let numbers = env.from_sequence(0..10_000).map(|n| (n % 7, n as i64));
+        let sums = numbers.key_by(|p: &(u64, i64)| p.0).sum(|p: &mut (u64, i64)| &mut p.1).collect();
+        let mins = numbers.key_by(|p: &(u64, i64)| p.0).min(|p: &mut (u64, i64)| &mut p.1).collect();
+        let maxs = numbers.key_by(|p: &(u64, i64)| p.0).max(|p: &mut (u64, i64)| &mut p.1).collect();
+        env.execute("final aggregates").expect("job succeeds");
+        let mut expected_sum: HashMap<u64, i64> = HashMap::new();
+        for n in 0..10_000u64 {
+            *expected_sum.entry(n % 7).or_default() += n as i64;
+        }
+        let expected_sum = sorted(expected_sum.into_iter().collect());
+        assert_eq!(sorted(sums.take()), expected_sum, "parallelism {parallelism}");
+        assert_eq!(sorted(mins.take()), (0..7).map(|k| (k, k as i64)).collect::<Vec<_>>());
+        let expected_max: Vec<(u64, i64)> =
+            (0..7).map(|k| (k, (0..10_000i64).filter(|n| *n as u64 % 7 == k).max().unwrap_or_default())).collect();
+        assert_eq!(sorted(maxs.take()), expected_max);
+    }
+}
+
+#[test]
+fn union_rebalance_and_broadcast_deliver_as_specified() {
+    let env = env(3);
+    let left = env.from_sequence(0..1_000);
+    let right = env.from_collection((1_000..1_500).collect::<Vec<u64>>());
+    let union = left.union(&[right]).collect();
+    let tagged = |stream: DataStream<u64>| {
+        stream
+            .process(|n: u64, context: &mut ProcessContext<'_, (u64, usize)>| {
+                let subtask = context.subtask().index;
+                context.collect((n, subtask));
+            })
+            .set_parallelism(3)
+            .collect()
+    };
+    let rebalanced = tagged(env.from_sequence(0..3_000).set_parallelism(1).rebalance());
+    let broadcast = tagged(env.from_sequence(0..100).set_parallelism(1).broadcast());
+    env.execute("distribution").expect("job succeeds");
+
+    assert_eq!(sorted(union.take()), (0..1_500).collect::<Vec<u64>>());
+
+    let rebalanced = rebalanced.take();
+    assert_eq!(sorted(rebalanced.iter().map(|(n, _)| *n).collect()), (0..3_000).collect::<Vec<u64>>());
+    for subtask in 0..3 {
+        let share = rebalanced.iter().filter(|(_, s)| *s == subtask).count();
+        assert_eq!(share, 1_000, "round robin gives subtask {subtask} a third");
+    }
+
+    let broadcast = sorted(broadcast.take());
+    let expected: Vec<(u64, usize)> = (0..100).flat_map(|n| (0..3).map(move |s| (n, s))).collect();
+    assert_eq!(broadcast, expected, "every record reaches every subtask once");
+}
+
+#[test]
+fn a_bounded_job_ends_when_every_source_is_exhausted() {
+    for parallelism in [1, 2, 4] {
+        let env = env(parallelism);
+        let big = env.from_sequence(0..200_000).collect();
+        let small = env.from_collection(vec![1u8, 2, 3]).collect();
+        let empty = env.from_collection(Vec::<u8>::new()).collect();
+        env.execute("bounded").expect("job succeeds");
+        assert_eq!(sorted(big.take()), (0..200_000).collect::<Vec<u64>>());
+        assert_eq!(sorted(small.take()), [1, 2, 3]);
+        assert!(empty.take().is_empty());
+    }
+}
+
+#[test]
+fn a_panicking_map_fails_the_job_naming_operator_and_subtask() {
+    for parallelism in [1, 4] {
+        let env = env(parallelism);
+        // An unbounded source in another pipeline must be stopped too.
+        env.source(GeneratorSource::new(|n: u64| n)).discard();
+        env.from_sequence(0..1_000_000)
+            .key_by(|n: &u64| *n % 10)
+            .reduce(|a, b| a + b)
+            .map(|n: u64| {
+                if n > 1_000 {
+                    panic!("value {n} is too large");
+                }
+                n
+            })
+            .name("exploding map")
+            .discard();
+        let started = Instant::now();
+        let error = env.execute("failing").expect_err("the job fails").to_string();
+        assert!(started.elapsed() < Duration::from_secs(60), "failure took {:?}", started.elapsed());
+        assert!(error.contains("operator 'exploding map'"), "{error}");
+        assert!(error.contains("(subtask "), "{error}");
+        assert!(error.contains("is too large"), "{error}");
+    }
+}
+
+#[test]
+fn a_missing_file_fails_the_job_naming_the_path() {
+    let env = env(2);
+    env.read_text_file("/no/such/dir/input.txt").discard();
+    let error = env.execute("missing file").expect_err("the job fails").to_string();
+    assert!(error.contains("'/no/such/dir/input.txt'"), "{error}");
+}
+
+#[test]
+fn batch_mode_refuses_an_unbounded_source() {
+    let env = env(1);
+    env.set_runtime_mode(RuntimeMode::Batch);
+    env.source(GeneratorSource::new(|n: u64| n)).discard();
+    let error = env.execute("unbounded batch").expect_err("rejected").to_string();
+    assert!(error.contains("unbounded"), "{error}");
+}
+
+#[test]
+fn text_file_sink_writes_one_file_per_subtask() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let single = dir.path().join("single.txt");
+    let multi = dir.path().join("multi");
+    let env = env(2);
+    let numbers = env.from_sequence(0..1_000);
+    numbers.write_as_text(&single).set_parallelism(1);
+    numbers.write_as_text(&multi);
+    env.execute("text sink").expect("job succeeds");
+    let read_numbers =
+        |text: String| -> Vec<u64> { sorted(text.lines().map(|line| line.parse().expect("a number")).collect()) };
+    assert_eq!(read_numbers(std::fs::read_to_string(&single).expect("file")), (0..1_000).collect::<Vec<_>>());
+    let both = std::fs::read_to_string(multi.join("1")).expect("part 1")
+        + &std::fs::read_to_string(multi.join("2")).expect("part 2");
+    assert_eq!(read_numbers(both), (0..1_000).collect::<Vec<_>>());
+}

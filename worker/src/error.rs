@@ -1,0 +1,68 @@
+//! Errors of tasks and of whole job executions.
+
+use weir_common::{JobGraphError, SubtaskIndex};
+
+/// Why one task stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// An operator failed: user code panicked or returned an error, or a source
+    /// or sink hit an I/O error. This is a root cause.
+    #[error("operator '{operator}' failed: {message}")]
+    Operator {
+        /// The name of the operator that failed.
+        operator: String,
+        /// What went wrong, with its causes.
+        message: String,
+    },
+    /// The task was stopped because the job is being cancelled, usually since
+    /// another task failed. Never a root cause.
+    #[error("the task was cancelled")]
+    Cancelled,
+}
+
+impl TaskError {
+    /// An operator failure from an error and its chain of sources.
+    pub fn operator(operator: impl Into<String>, error: &(dyn std::error::Error + 'static)) -> Self {
+        let mut message = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        Self::Operator { operator: operator.into(), message }
+    }
+}
+
+/// Why a job execution did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// A task failed; the first failure is the root cause, the rest were cancelled.
+    #[error("job '{job}' failed: operator '{operator}' in task '{task}' (subtask {subtask}): {message}")]
+    TaskFailed {
+        /// The job's name.
+        job: String,
+        /// The name of the failed task's chain.
+        task: String,
+        /// Which parallel instance failed.
+        subtask: SubtaskIndex,
+        /// The operator that failed.
+        operator: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The job was cancelled before it finished.
+    #[error("job '{0}' was cancelled")]
+    Cancelled(String),
+    /// The job graph is not well formed.
+    #[error(transparent)]
+    InvalidGraph(#[from] JobGraphError),
+    /// The operating system refused a thread for a task.
+    #[error("could not start a thread for task '{task}': {source}")]
+    Spawn {
+        /// The task's name.
+        task: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,31 @@
+//! `weir-worker`: the task runtime that runs inside a job process.
+//!
+//! It owns what happens between operators: the events that travel on a
+//! channel ([`Event`]), bounded channels with cancellation ([`channel`]), the
+//! input gate that merges a task's input channels ([`InputGate`]), the
+//! single-threaded task loop ([`task`]), and the executor that expands a
+//! [`JobGraph`](weir_common::JobGraph) into tasks, wires their channels, runs
+//! them on their own threads and turns the first failure into a job error that
+//! names the operator and subtask ([`LocalExecutor`]).
+//!
+//! It is type-erased: records travel as opaque [`Batch`]es and tasks are trait
+//! objects built by the typed layer (`weir-api`), which owns operators,
+//! partitioners and serialization. It must never depend on the user API or on
+//! the coordinator; state comes from `weir-state`.
+
+pub mod blame;
+pub mod cancel;
+pub mod channel;
+pub mod error;
+pub mod event;
+pub mod executor;
+pub mod input_gate;
+pub mod task;
+
+pub use cancel::CancelToken;
+pub use channel::{InputChannel, OutputChannel};
+pub use error::{JobError, TaskError};
+pub use event::{Batch, Event};
+pub use executor::{ExecutorConfig, LocalExecutor};
+pub use input_gate::InputGate;
+pub use task::{EdgeOutput, InputTask, SourceStep, SourceTask, TaskBody, TaskSetup, VertexFactory};
