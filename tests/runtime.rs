@@ -14,6 +14,19 @@ fn env(parallelism: usize) -> StreamEnv {
     env
 }
 
+/// Runs `job` on its own thread and fails the test if it has not returned
+/// within `limit`: a hang must fail, not stall the test run.
+fn within<T: Send + 'static>(limit: Duration, job: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(job());
+    });
+    match finished.recv_timeout(limit) {
+        Ok(result) => result,
+        Err(_) => panic!("the job did not end within {limit:?}"),
+    }
+}
+
 fn sorted<T: Ord>(mut items: Vec<T>) -> Vec<T> {
     items.sort();
     items
@@ -40,8 +53,14 @@ fn key_by_parallelism_change_and_disabled_chaining_break_chains() {
     let graph = env.job_graph("broken chains").expect("valid job");
     let edges: Vec<(u32, u32, Partitioning)> =
         graph.edges.iter().map(|edge| (edge.source.0, edge.target.0, edge.partitioning)).collect();
-    // v0 = source -> map; v1 = reduce -> discard; v2 = map(3) -> discard; v3 = filter -> discard.
-    assert_eq!(edges, [(0, 1, Partitioning::Hash), (0, 2, Partitioning::Rebalance), (0, 3, Partitioning::Forward)]);
+    // v0 = source -> map; v1 = reduce -> discard; v2 = map(3) -> discard(3); v3 = filter; v4 = discard.
+    let expected = [
+        (0, 1, Partitioning::Hash),
+        (0, 2, Partitioning::Rebalance),
+        (0, 3, Partitioning::Forward),
+        (3, 4, Partitioning::Forward),
+    ];
+    assert_eq!(edges, expected);
     assert_eq!(graph.vertices[2].parallelism, 3);
 }
 
@@ -58,6 +77,22 @@ fn job_graph_round_trips_through_protobuf_and_ids_are_stable() {
     let decoded = weir::JobGraph::decode(&first.encode()).expect("decodes");
     assert_eq!(decoded, first);
     assert_eq!(first.vertices[0].operators[0].id, weir_common::OperatorId::from_uid("words"));
+}
+
+#[test]
+fn streams_of_an_earlier_job_and_settings_after_rebalance_are_refused() {
+    let env = env(1);
+    let numbers = env.from_sequence(0..3);
+    numbers.discard();
+    env.execute("first").expect("job succeeds");
+    numbers.map(|n| n + 1).discard();
+    let error = env.execute("second").expect_err("stale stream refused").to_string();
+    assert!(error.contains("earlier job"), "{error}");
+
+    let env = StreamEnv::new();
+    env.from_sequence(0..3).rebalance().set_parallelism(4).discard();
+    let error = env.execute("third").expect_err("misplaced setting refused").to_string();
+    assert!(error.contains("set_parallelism() was called after rebalance()"), "{error}");
 }
 
 #[test]
@@ -188,27 +223,59 @@ fn a_bounded_job_ends_when_every_source_is_exhausted() {
 #[test]
 fn a_panicking_map_fails_the_job_naming_operator_and_subtask() {
     for parallelism in [1, 4] {
-        let env = env(parallelism);
-        // An unbounded source in another pipeline must be stopped too.
-        env.source(GeneratorSource::new(|n: u64| n)).discard();
-        env.from_sequence(0..1_000_000)
-            .key_by(|n: &u64| *n % 10)
-            .reduce(|a, b| a + b)
-            .map(|n: u64| {
-                if n > 1_000 {
-                    panic!("value {n} is too large");
-                }
-                n
-            })
-            .name("exploding map")
-            .discard();
-        let started = Instant::now();
-        let error = env.execute("failing").expect_err("the job fails").to_string();
-        assert!(started.elapsed() < Duration::from_secs(60), "failure took {:?}", started.elapsed());
+        let error = within(Duration::from_secs(60), move || {
+            let env = env(parallelism);
+            // An unbounded source in another pipeline must be stopped too.
+            env.source(GeneratorSource::new(|n: u64| n)).discard();
+            env.from_sequence(0..1_000_000)
+                .key_by(|n: &u64| *n % 10)
+                .reduce(|a, b| a + b)
+                .map(|n: u64| {
+                    if n > 1_000 {
+                        panic!("value {n} is too large");
+                    }
+                    n
+                })
+                .name("exploding map")
+                .discard();
+            env.execute("failing").expect_err("the job fails").to_string()
+        });
         assert!(error.contains("operator 'exploding map'"), "{error}");
         assert!(error.contains("(subtask "), "{error}");
         assert!(error.contains("is too large"), "{error}");
     }
+}
+
+#[test]
+fn a_panicking_key_selector_is_named() {
+    let error = within(Duration::from_secs(60), || {
+        let env = env(2);
+        env.from_sequence(0..100)
+            .name("numbers")
+            .key_by(|n: &u64| if *n == 42 { panic!("no key for 42") } else { *n })
+            .reduce(|a, b| a + b)
+            .discard();
+        env.execute("failing key").expect_err("the job fails").to_string()
+    });
+    assert!(error.contains("key selector after 'numbers'"), "{error}");
+}
+
+#[test]
+fn partial_batches_are_flushed_after_the_buffer_timeout() {
+    // A slow unbounded source never fills a batch: its records must still
+    // reach the next task, here one that fails on the fifth record. Without
+    // flushing, the job would wait forever.
+    let error = within(Duration::from_secs(60), || {
+        let env = env(1);
+        env.set_buffer_timeout(Duration::from_millis(20));
+        env.source(GeneratorSource::new(|n: u64| n).records_per_second(200.0))
+            .rebalance()
+            .map(|n: u64| if n == 4 { panic!("record {n} arrived") } else { n })
+            .name("receiver")
+            .discard();
+        env.execute("trickle").expect_err("the receiver fails on purpose").to_string()
+    });
+    assert!(error.contains("record 4 arrived"), "{error}");
 }
 
 #[test]
@@ -244,4 +311,44 @@ fn text_file_sink_writes_one_file_per_subtask() {
     let both = std::fs::read_to_string(multi.join("1")).expect("part 1")
         + &std::fs::read_to_string(multi.join("2")).expect("part 2");
     assert_eq!(read_numbers(both), (0..1_000).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_rate_limited_bounded_generator_emits_every_index_once() {
+    let env = env(2);
+    let records = env.source(GeneratorSource::new(|n: u64| n * 10).count(2_000).records_per_second(10_000.0)).collect();
+    let started = Instant::now();
+    env.execute("rate limited").expect("job succeeds");
+    // A limiter is a lower bound on time: 2,000 records at 10,000/s take at
+    // least 0.2 s (less one burst of 0.1 s), however fast the machine.
+    assert!(started.elapsed() >= Duration::from_millis(100), "too fast: {:?}", started.elapsed());
+    assert_eq!(sorted(records.take()), (0..2_000).map(|n| n * 10).collect::<Vec<u64>>());
+}
+
+/// After a failed job, no thread of it is left: `execute` joins them all.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_failed_job_leaves_no_task_thread_behind() {
+    let error = within(Duration::from_secs(60), || {
+        let env = env(4);
+        // Thread names start with the chain name ("leakcheck -> …"), so this test
+        // finds its own threads among those of tests running concurrently.
+        env.source(GeneratorSource::new(|n: u64| n)).name("leakcheck").discard();
+        env.from_sequence(0..100)
+            .name("leakcheck")
+            .rebalance()
+            .map(|n: u64| if n == 50 { panic!("planned failure") } else { n })
+            .name("leakcheck-map")
+            .discard();
+        env.execute("leak check").expect_err("the job fails").to_string()
+    });
+    assert!(error.contains("planned failure"), "{error}");
+    let mut leftovers = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").expect("procfs") {
+        let comm = std::fs::read_to_string(task.expect("entry").path().join("comm")).unwrap_or_default();
+        if comm.starts_with("leakcheck") {
+            leftovers.push(comm);
+        }
+    }
+    assert!(leftovers.is_empty(), "threads still running: {leftovers:?}");
 }

@@ -20,8 +20,7 @@ impl OperatorId {
     }
 
     /// The id of an operator without a uid: a hash of what identifies its position
-    /// (its kind, the ids of its inputs, and its sequence number among the
-    /// operators without a uid).
+    /// (its kind, the ids of its inputs, and its sequence number in the program).
     pub fn from_position(kind: &str, inputs: &[OperatorId], sequence: usize) -> Self {
         let mut bytes = Vec::with_capacity(kind.len() + 16 * inputs.len() + 8);
         bytes.extend_from_slice(kind.as_bytes());

@@ -123,7 +123,11 @@ impl JobGraph {
     /// Checks the invariants every consumer of a graph relies on.
     pub fn validate(&self) -> Result<(), JobGraphError> {
         let invalid = |message: String| Err(JobGraphError::Invalid(message));
+        let mut operator_ids = std::collections::HashSet::new();
         for (index, vertex) in self.vertices.iter().enumerate() {
+            if let Some(duplicate) = vertex.operators.iter().find(|op| !operator_ids.insert(op.id)) {
+                return invalid(format!("operator id {} ('{}') appears twice", duplicate.id, duplicate.name));
+            }
             if vertex.id.0 as usize != index {
                 return invalid(format!("vertex at position {index} has id {}", vertex.id));
             }
@@ -316,6 +320,14 @@ mod tests {
     fn protobuf_round_trip_preserves_the_graph() {
         let graph = sample();
         assert_eq!(JobGraph::decode(&graph.encode()).expect("decodes"), graph);
+    }
+
+    #[test]
+    fn duplicate_operator_ids_are_rejected() {
+        let mut graph = sample();
+        graph.vertices[1].operators[0].id = graph.vertices[0].operators[0].id;
+        let error = graph.validate().expect_err("must be rejected").to_string();
+        assert!(error.contains("appears twice"), "{error}");
     }
 
     #[test]

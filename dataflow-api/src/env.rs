@@ -55,6 +55,11 @@ struct EnvState {
     executor: ExecutorConfig,
     job_args: Vec<String>,
     nodes: Vec<Node>,
+    /// Incremented by every `execute`: stream handles of earlier jobs are stale.
+    generation: u64,
+    /// The first misuse of the builder API, reported by `execute`/`job_graph`
+    /// (the builder methods return streams, not results, as in Flink).
+    misuse: Option<String>,
 }
 
 impl Default for StreamEnv {
@@ -75,6 +80,8 @@ impl StreamEnv {
                 executor: ExecutorConfig::default(),
                 job_args: Vec::new(),
                 nodes: Vec::new(),
+                generation: 0,
+                misuse: None,
             })),
         }
     }
@@ -195,14 +202,17 @@ impl StreamEnv {
         Ok(compile(&state.nodes, &state.settings(name)?)?.graph)
     }
 
-    /// Runs the job built so far and blocks until it ends; the environment is
-    /// then empty, ready for another job.
+    /// Runs the job built so far and blocks until it ends. The environment is
+    /// then empty, ready for another job, whether or not this one compiled.
     pub fn execute(&self, name: &str) -> Result<JobExecutionResult> {
         let (compiled, executor) = {
             let mut state = self.inner.borrow_mut();
-            let compiled = compile(&state.nodes, &state.settings(name)?)?;
+            let compiled = state.settings(name).and_then(|settings| compile(&state.nodes, &settings));
+            // Execute takes the job built so far, even when it does not compile.
             state.nodes.clear();
-            (compiled, LocalExecutor::new(state.executor.clone()))
+            state.misuse = None;
+            state.generation += 1;
+            (compiled?, LocalExecutor::new(state.executor.clone()))
         };
         let started = Instant::now();
         executor.execute(&compiled.graph, &compiled.factories, &CancelToken::new())?;
@@ -215,15 +225,41 @@ impl StreamEnv {
         state.nodes.len() - 1
     }
 
-    pub(crate) fn update_node(&self, node: NodeId, update: impl FnOnce(&mut Node)) {
-        if let Some(node) = self.inner.borrow_mut().nodes.get_mut(node) {
+    /// The current job's generation, stamped on the stream handles it hands out.
+    pub(crate) fn generation(&self) -> u64 {
+        self.inner.borrow().generation
+    }
+
+    /// Whether `other` is this environment (not merely a clone of its settings).
+    pub(crate) fn same_as(&self, other: &StreamEnv) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Records a misuse of the builder API; `execute` reports the first one.
+    pub(crate) fn misuse(&self, message: String) {
+        self.inner.borrow_mut().misuse.get_or_insert(message);
+    }
+
+    /// Applies `update` to a node of the current job; a stale handle is a misuse.
+    pub(crate) fn update_node(&self, node: NodeId, generation: u64, update: impl FnOnce(&mut Node)) {
+        let mut state = self.inner.borrow_mut();
+        if generation != state.generation {
+            state.misuse.get_or_insert_with(|| STALE_HANDLE.to_owned());
+        } else if let Some(node) = state.nodes.get_mut(node) {
             update(node);
         }
     }
 }
 
+/// Why a handle from an earlier job cannot be used.
+pub(crate) const STALE_HANDLE: &str =
+    "a stream of an earlier job (built before the last execute) was used; build each job from its own sources";
+
 impl EnvState {
     fn settings(&self, name: &str) -> Result<JobSettings> {
+        if let Some(misuse) = &self.misuse {
+            return Err(Error::InvalidJob(misuse.clone()));
+        }
         let max_parallelism = MaxParallelism::new(self.max_parallelism).ok_or_else(|| {
             Error::InvalidJob(format!("max parallelism {} is outside 1..=32768", self.max_parallelism))
         })?;

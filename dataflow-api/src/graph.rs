@@ -89,6 +89,11 @@ pub(crate) fn compile(nodes: &[Node], settings: &JobSettings) -> Result<Compiled
     if nodes.is_empty() {
         return Err(Error::InvalidJob("the job has no operators: add a source and a sink before execute".into()));
     }
+    for (id, node) in nodes.iter().enumerate() {
+        if node.inputs.iter().any(|input| input.from >= id) {
+            return Err(Error::InvalidJob(format!("operator '{}' consumes a stream that is not before it", node.name)));
+        }
+    }
     let parallelism = resolve_parallelism(nodes, settings)?;
     let partitioning = resolve_partitioning(nodes, &parallelism)?;
     check_batch_sources(nodes, settings)?;
@@ -99,7 +104,10 @@ pub(crate) fn compile(nodes: &[Node], settings: &JobSettings) -> Result<Compiled
     let mut members: Vec<Vec<NodeId>> = Vec::new();
     for (id, node) in nodes.iter().enumerate() {
         let chained_to = match (node.inputs.as_slice(), partitioning[id].as_slice()) {
-            ([input], [Partitioning::Forward]) if node.chainable => Some(vertex_of[input.from]),
+            // Disabling chaining cuts both sides, as Flink's `ChainingStrategy.NEVER`.
+            ([input], [Partitioning::Forward]) if node.chainable && nodes[input.from].chainable => {
+                Some(vertex_of[input.from])
+            }
             _ => None,
         };
         let vertex = chained_to.unwrap_or_else(|| {

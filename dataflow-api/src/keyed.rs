@@ -51,29 +51,31 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
     /// Rolling minimum of the field `field` selects; other fields as in `sum`.
     pub fn min<V, F>(&self, field: F) -> DataStream<T>
     where
-        V: Copy + PartialOrd,
+        V: Copy + PartialOrd + 'static,
         F: Fn(&mut T) -> &mut V + Clone + Send + Sync + 'static,
     {
-        self.rolling("Min", move |mut aggregate: T, mut record: T| {
-            let value = *field(&mut record);
-            let slot = field(&mut aggregate);
-            if value < *slot {
-                *slot = value;
-            }
-            aggregate
-        })
+        self.extreme("Min", field, |candidate, current| candidate < current)
     }
 
     /// Rolling maximum of the field `field` selects; other fields as in `sum`.
     pub fn max<V, F>(&self, field: F) -> DataStream<T>
     where
-        V: Copy + PartialOrd,
+        V: Copy + PartialOrd + 'static,
         F: Fn(&mut T) -> &mut V + Clone + Send + Sync + 'static,
     {
-        self.rolling("Max", move |mut aggregate: T, mut record: T| {
+        self.extreme("Max", field, |candidate, current| candidate > current)
+    }
+
+    /// Keeps the field value for which `replaces(new, current)` holds.
+    fn extreme<V, F>(&self, name: &str, field: F, replaces: fn(&V, &V) -> bool) -> DataStream<T>
+    where
+        V: Copy + 'static,
+        F: Fn(&mut T) -> &mut V + Clone + Send + Sync + 'static,
+    {
+        self.rolling(name, move |mut aggregate: T, mut record: T| {
             let value = *field(&mut record);
             let slot = field(&mut aggregate);
-            if value > *slot {
+            if replaces(&value, slot) {
                 *slot = value;
             }
             aggregate
@@ -94,6 +96,7 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
 
     /// The hash-partitioned edge into a keyed operator.
     fn edge(&self) -> LogicalEdge {
+        self.stream.check_current();
         LogicalEdge {
             from: self.stream.node,
             partitioning: Some(Partitioning::Hash),

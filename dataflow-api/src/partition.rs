@@ -6,6 +6,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use weir_common::{KeyGroup, Partitioning};
+use weir_worker::blame::BlameGuard;
 use weir_worker::{Batch, EdgeOutput, TaskError};
 
 use crate::operators::OperatorContext;
@@ -34,6 +35,7 @@ impl<T> PlainWriters<T> {
 
 impl<T: Data> WriterFactory for PlainWriters<T> {
     fn create(&self, output: EdgeOutput, context: &OperatorContext) -> Result<ErasedPush, TaskError> {
+        check_channels(&output, context)?;
         let partitioning = output.partitioning;
         let buffers = ChannelBuffers::new(output);
         Ok(match partitioning {
@@ -60,13 +62,24 @@ pub(crate) struct HashWriters<T, K> {
 
 impl<T: Data, K: Key> WriterFactory for HashWriters<T, K> {
     fn create(&self, output: EdgeOutput, context: &OperatorContext) -> Result<ErasedPush, TaskError> {
+        check_channels(&output, context)?;
         Ok(ErasedPush::new::<T>(Box::new(HashWriter {
             buffers: ChannelBuffers::new(output),
             key: self.key.clone(),
+            key_selector_name: format!("key selector after '{}'", context.operator_name),
             context: context.clone(),
             scratch: Vec::new(),
         })))
     }
+}
+
+/// An edge without channels cannot take records; the executor never builds
+/// one, but the task API is public.
+fn check_channels(output: &EdgeOutput, context: &OperatorContext) -> Result<(), TaskError> {
+    if output.channels.is_empty() {
+        return Err(context.error("an output edge has no channels"));
+    }
+    Ok(())
 }
 
 /// One pending batch per channel of an edge.
@@ -99,6 +112,15 @@ impl<T: Send + 'static> ChannelBuffers<T> {
         Ok(())
     }
 
+    /// Appends a whole batch for one channel; a large batch meeting an empty
+    /// buffer is passed on as it is, without copying its records.
+    fn add_batch(&mut self, channel: usize, records: Vec<T>) -> Result<(), TaskError> {
+        if self.buffers[channel].is_empty() && records.len() >= BATCH_SIZE / 2 {
+            return self.output.send_batch(channel, Batch::new(records));
+        }
+        records.into_iter().try_for_each(|record| self.add(channel, record))
+    }
+
     fn flush(&mut self) -> Result<(), TaskError> {
         for (channel, buffer) in self.buffers.iter_mut().enumerate() {
             if !buffer.is_empty() {
@@ -122,6 +144,10 @@ impl<T: Data> Push<T> for ForwardWriter<T> {
     #[inline]
     fn push(&mut self, record: T) -> Result<(), TaskError> {
         self.buffers.add(0, record)
+    }
+
+    fn push_batch(&mut self, records: Vec<T>) -> Result<(), TaskError> {
+        self.buffers.add_batch(0, records)
     }
 
     fn flush(&mut self) -> Result<(), TaskError> {
@@ -180,6 +206,7 @@ impl<T: Data> Push<T> for BroadcastWriter<T> {
 struct HashWriter<T, K> {
     buffers: ChannelBuffers<T>,
     key: KeySelector<T, K>,
+    key_selector_name: String,
     context: OperatorContext,
     scratch: Vec<u8>,
 }
@@ -188,7 +215,10 @@ impl<T: Data, K: Key> Push<T> for HashWriter<T, K> {
     #[inline]
     fn push(&mut self, record: T) -> Result<(), TaskError> {
         let max = self.context.max_parallelism;
-        let group = KeyGroup::of_key(&(self.key)(&record), max, &mut self.scratch)
+        let guard = BlameGuard::new(&self.key_selector_name);
+        let key = (self.key)(&record);
+        guard.disarm();
+        let group = KeyGroup::of_key(&key, max, &mut self.scratch)
             .map_err(|error| TaskError::operator(self.context.operator_name.as_ref(), &error))?;
         let channel = group.operator_index(max, self.buffers.len());
         self.buffers.add(channel, record)

@@ -30,12 +30,20 @@ pub struct DataStream<T> {
     pub(crate) node: NodeId,
     /// Partitioning chosen for the next edge (`rebalance`, `broadcast`).
     pub(crate) partitioning: Option<Partitioning>,
+    /// The job (of `env`) this handle belongs to.
+    pub(crate) generation: u64,
     pub(crate) marker: PhantomData<fn() -> T>,
 }
 
 impl<T> Clone for DataStream<T> {
     fn clone(&self) -> Self {
-        Self { env: self.env.clone(), node: self.node, partitioning: self.partitioning, marker: PhantomData }
+        Self {
+            env: self.env.clone(),
+            node: self.node,
+            partitioning: self.partitioning,
+            generation: self.generation,
+            marker: PhantomData,
+        }
     }
 }
 
@@ -43,11 +51,13 @@ impl<T> Clone for DataStream<T> {
 pub struct DataStreamSink {
     env: StreamEnv,
     node: NodeId,
+    generation: u64,
 }
 
 impl<T: Data> DataStream<T> {
     pub(crate) fn new(env: StreamEnv, node: NodeId) -> Self {
-        Self { env, node, partitioning: None, marker: PhantomData }
+        let generation = env.generation();
+        Self { env, node, partitioning: None, generation, marker: PhantomData }
     }
 
     /// Transforms every record into one record.
@@ -116,6 +126,11 @@ impl<T: Data> DataStream<T> {
 
     /// Merges this stream with others of the same type.
     pub fn union(&self, others: &[DataStream<T>]) -> DataStream<T> {
+        for other in others {
+            if !other.env.same_as(&self.env) {
+                self.env.misuse("union of streams from different environments".into());
+            }
+        }
         let inputs = std::iter::once(self).chain(others).map(DataStream::edge).collect();
         self.transform::<T>("Union", OperatorKind::Transform, inputs, |context, next| {
             let next = next.into_typed::<T>()?;
@@ -136,25 +151,25 @@ impl<T: Data> DataStream<T> {
 
     /// Sets the stable id that state is matched against across runs.
     pub fn uid(self, uid: impl Into<String>) -> Self {
-        self.env.update_node(self.node, |node| node.uid = Some(uid.into()));
+        self.configure("uid", |node| node.uid = Some(uid.into()));
         self
     }
 
     /// Sets the operator's name, shown in logs and errors.
     pub fn name(self, name: impl Into<String>) -> Self {
-        self.env.update_node(self.node, |node| node.name = name.into());
+        self.configure("name", |node| node.name = name.into());
         self
     }
 
     /// Sets the operator's parallelism (default: the environment's).
     pub fn set_parallelism(self, parallelism: usize) -> Self {
-        self.env.update_node(self.node, |node| node.parallelism = Some(parallelism));
+        self.configure("set_parallelism", |node| node.parallelism = Some(parallelism));
         self
     }
 
-    /// Runs the operator in its own task, never chained to its input.
+    /// Runs the operator in its own task, chained neither to its input nor to its consumers.
     pub fn disable_chaining(self) -> Self {
-        self.env.update_node(self.node, |node| node.chainable = false);
+        self.configure("disable_chaining", |node| node.chainable = false);
         self
     }
 
@@ -189,8 +204,27 @@ impl<T: Data> DataStream<T> {
         self.sink("Sink: Discard", |_| Ok(Box::new(Discard)))
     }
 
+    /// Changes the operator that produced this stream.
+    fn configure(&self, setting: &str, update: impl FnOnce(&mut Node)) {
+        if self.partitioning.is_some() {
+            self.env.misuse(format!(
+                "{setting}() was called after rebalance()/broadcast(); call it on the operator before the partitioning"
+            ));
+            return;
+        }
+        self.env.update_node(self.node, self.generation, update);
+    }
+
+    /// Reports a handle of an earlier job as a misuse.
+    pub(crate) fn check_current(&self) {
+        if self.generation != self.env.generation() {
+            self.env.misuse(crate::env::STALE_HANDLE.to_owned());
+        }
+    }
+
     /// The edge from this stream to a consumer.
     pub(crate) fn edge(&self) -> LogicalEdge {
+        self.check_current();
         LogicalEdge { from: self.node, partitioning: self.partitioning, writers: Arc::new(PlainWriters::<T>::new()) }
     }
 
@@ -222,26 +256,26 @@ impl<T: Data> DataStream<T> {
             let sink: Box<dyn Push<T>> = create(context)?;
             Ok(ErasedPush::new::<T>(sink))
         });
-        DataStreamSink { env: stream.env, node: stream.node }
+        DataStreamSink { env: stream.env, node: stream.node, generation: stream.generation }
     }
 }
 
 impl DataStreamSink {
     /// Sets the stable id of the sink.
     pub fn uid(self, uid: impl Into<String>) -> Self {
-        self.env.update_node(self.node, |node| node.uid = Some(uid.into()));
+        self.env.update_node(self.node, self.generation, |node| node.uid = Some(uid.into()));
         self
     }
 
     /// Sets the sink's name.
     pub fn name(self, name: impl Into<String>) -> Self {
-        self.env.update_node(self.node, |node| node.name = name.into());
+        self.env.update_node(self.node, self.generation, |node| node.name = name.into());
         self
     }
 
     /// Sets the sink's parallelism.
     pub fn set_parallelism(self, parallelism: usize) -> Self {
-        self.env.update_node(self.node, |node| node.parallelism = Some(parallelism));
+        self.env.update_node(self.node, self.generation, |node| node.parallelism = Some(parallelism));
         self
     }
 }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crossbeam_channel::{RecvTimeoutError, Select};
+use crossbeam_channel::{RecvTimeoutError, Select, TryRecvError};
 
 use crate::{Batch, CancelToken, Event, InputChannel, TaskError};
 
@@ -39,6 +39,8 @@ pub struct InputGate {
     channels: Vec<InputChannel>,
     ended: Vec<bool>,
     open: usize,
+    /// Where the next non-blocking poll starts, so ready channels take turns.
+    next_poll: usize,
     cancel: CancelToken,
 }
 
@@ -46,7 +48,7 @@ impl InputGate {
     /// A gate over `channels`; channel indexes are positions in this vector.
     pub fn new(channels: Vec<InputChannel>, cancel: CancelToken) -> Self {
         let open = channels.len();
-        Self { ended: vec![false; open], channels, open, cancel }
+        Self { ended: vec![false; open], channels, open, next_poll: 0, cancel }
     }
 
     /// The next event, waiting at most `wait` for one.
@@ -75,10 +77,27 @@ impl InputGate {
         }
     }
 
-    fn receive(&self, wait: Duration) -> Option<(usize, Result<Event, RecvTimeoutError>)> {
-        if self.channels.len() == 1 {
+    fn receive(&mut self, wait: Duration) -> Option<(usize, Result<Event, RecvTimeoutError>)> {
+        let count = self.channels.len();
+        if count == 1 {
             return Some((0, self.channels[0].receiver.recv_timeout(wait)));
         }
+        // Fast path while data flows: poll the open channels round robin.
+        for step in 0..count {
+            let index = (self.next_poll + step) % count;
+            if self.ended[index] {
+                continue;
+            }
+            match self.channels[index].receiver.try_recv() {
+                Ok(event) => {
+                    self.next_poll = index + 1;
+                    return Some((index, Ok(event)));
+                }
+                Err(TryRecvError::Disconnected) => return Some((index, Err(RecvTimeoutError::Disconnected))),
+                Err(TryRecvError::Empty) => {}
+            }
+        }
+        // Nothing ready: block on all open channels at once.
         let mut select = Select::new();
         let mut indexes = Vec::with_capacity(self.open);
         for (index, channel) in self.channels.iter().enumerate() {

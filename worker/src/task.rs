@@ -108,13 +108,48 @@ pub trait InputTask: Send {
     fn finish(&mut self) -> Result<(), TaskError>;
 }
 
+/// Shortest sleep of an idle source: shorter pauses would spin and send
+/// batches of a record or two.
+const MIN_IDLE_SLEEP: Duration = Duration::from_millis(1);
+
+/// When partly filled output buffers are due to be sent.
+struct FlushDeadline {
+    interval: Duration,
+    last: Instant,
+}
+
+impl FlushDeadline {
+    fn new(interval: Duration) -> Self {
+        Self { interval, last: Instant::now() }
+    }
+
+    fn is_due(&self) -> bool {
+        self.last.elapsed() >= self.interval
+    }
+
+    fn flushed(&mut self) {
+        self.last = Instant::now();
+    }
+
+    /// How long an idle task may wait for input before it must flush. A zero
+    /// interval flushes after every batch, so waiting is only bounded by the
+    /// cancel poll.
+    fn wait(&self) -> Duration {
+        if self.interval.is_zero() {
+            crate::channel::CANCEL_POLL
+        } else {
+            self.interval.saturating_sub(self.last.elapsed()).max(Duration::from_micros(100))
+        }
+    }
+}
+
 /// Runs a source chain until it is exhausted, fails, or the job is cancelled.
 pub(crate) fn run_source(
     source: &mut dyn SourceTask,
     flush_interval: Duration,
     cancel: &CancelToken,
 ) -> Result<(), TaskError> {
-    let mut last_flush = Instant::now();
+    let mut deadline = FlushDeadline::new(flush_interval);
     loop {
         if cancel.is_cancelled() {
             return Err(TaskError::Cancelled);
@@ -122,15 +157,13 @@ pub(crate) fn run_source(
         match source.emit()? {
             SourceStep::Emitted => {}
             SourceStep::Idle(pause) => {
-                source.flush()?;
-                last_flush = Instant::now();
-                std::thread::sleep(pause.min(crate::channel::CANCEL_POLL));
+                std::thread::sleep(pause.clamp(MIN_IDLE_SLEEP, crate::channel::CANCEL_POLL));
             }
             SourceStep::Finished => return source.finish(),
         }
-        if last_flush.elapsed() >= flush_interval {
+        if deadline.is_due() {
             source.flush()?;
-            last_flush = Instant::now();
+            deadline.flushed();
         }
     }
 }
@@ -141,11 +174,12 @@ pub(crate) fn run_input(
     gate: &mut InputGate,
     flush_interval: Duration,
 ) -> Result<(), TaskError> {
-    let mut last_flush = Instant::now();
+    let records_in = metrics::counter!("weir_task_records_in_total");
+    let mut deadline = FlushDeadline::new(flush_interval);
     loop {
-        match gate.next(flush_interval)? {
+        match gate.next(deadline.wait())? {
             GateEvent::Records { channel, batch } => {
-                metrics::counter!("weir_task_records_in_total").increment(batch.len() as u64);
+                records_in.increment(batch.len() as u64);
                 task.process(channel, batch)?;
             }
             GateEvent::Control { event, .. } => {
@@ -159,9 +193,9 @@ pub(crate) fn run_input(
             GateEvent::Idle => {}
             GateEvent::Finished => return task.finish(),
         }
-        if last_flush.elapsed() >= flush_interval {
+        if deadline.is_due() {
             task.flush()?;
-            last_flush = Instant::now();
+            deadline.flushed();
         }
     }
 }

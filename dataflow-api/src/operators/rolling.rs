@@ -5,8 +5,6 @@
 //! (Flink's rolling reduce). In batch mode only the final aggregate of each key
 //! is emitted, once the input has ended.
 
-use std::collections::hash_map::Entry;
-
 use weir_common::KeyGroup;
 use weir_state::KeyGroupedMap;
 use weir_worker::TaskError;
@@ -23,7 +21,8 @@ pub(crate) struct RollingReduce<T, K, F> {
     context: OperatorContext,
     key: KeySelector<T, K>,
     reduce: F,
-    state: KeyGroupedMap<K, T>,
+    /// `None` only while `reduce` runs.
+    state: KeyGroupedMap<K, Option<T>>,
     next: Box<dyn Push<T>>,
     scratch: Vec<u8>,
 }
@@ -42,18 +41,22 @@ where
     /// Folds `record` into its key's aggregate; returns the new aggregate when
     /// it must be emitted now (streaming mode).
     fn fold(&mut self, record: T) -> Result<Option<T>, TaskError> {
+        let guard = BlameGuard::new(&self.context.operator_name);
         let key = (self.key)(&record);
+        guard.disarm();
         let group = KeyGroup::of_key(&key, self.context.max_parallelism, &mut self.scratch)
             .map_err(|error| TaskError::operator(self.context.operator_name.as_ref(), &error))?;
         let groups = self.state.group_mut(group).map_err(|error| self.context.error(error.to_string()))?;
-        let aggregate = match groups.entry(key) {
-            Entry::Vacant(slot) => slot.insert(record),
-            Entry::Occupied(slot) => {
-                let (key, previous) = slot.remove_entry();
+        // One hash lookup per record: the slot is emptied while `reduce` owns
+        // the previous aggregate, then refilled.
+        let slot = groups.entry(key).or_insert(None);
+        let aggregate = match slot.take() {
+            None => slot.insert(record),
+            Some(previous) => {
                 let guard = BlameGuard::new(&self.context.operator_name);
                 let updated = (self.reduce)(previous, record);
                 guard.disarm();
-                groups.entry(key).or_insert(updated)
+                slot.insert(updated)
             }
         };
         Ok((self.context.mode == RuntimeMode::Streaming).then(|| aggregate.clone()))
@@ -79,7 +82,7 @@ where
 
     fn finish(&mut self) -> Result<(), TaskError> {
         if self.context.mode == RuntimeMode::Batch {
-            let finals: Vec<T> = self.state.drain().map(|(_, _, aggregate)| aggregate).collect();
+            let finals: Vec<T> = self.state.drain().filter_map(|(_, _, aggregate)| aggregate).collect();
             self.next.push_batch(finals)?;
         }
         self.next.finish()

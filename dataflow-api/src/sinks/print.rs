@@ -7,6 +7,7 @@ use std::fmt::{Display, Write as _};
 use std::io::Write as _;
 
 use weir_worker::TaskError;
+use weir_worker::blame::BlameGuard;
 
 use crate::operators::OperatorContext;
 use crate::push::Push;
@@ -41,8 +42,10 @@ impl PrintSink {
 
 impl<T: Display + Send> Push<T> for PrintSink {
     fn push(&mut self, record: T) -> Result<(), TaskError> {
-        // Writing to a String cannot fail.
+        // `Display` is user code. Writing to a String cannot fail.
+        let guard = BlameGuard::new(&self.context.operator_name);
         let _ = writeln!(self.buffer, "{record}");
+        guard.disarm();
         if self.buffer.len() >= BUFFER_BYTES {
             self.write_out()?;
         }

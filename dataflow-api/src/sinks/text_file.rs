@@ -11,6 +11,7 @@ use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 
 use weir_worker::TaskError;
+use weir_worker::blame::BlameGuard;
 
 use crate::operators::OperatorContext;
 use crate::push::Push;
@@ -46,8 +47,10 @@ impl TextFileSink {
 impl<T: Display + Send> Push<T> for TextFileSink {
     fn push(&mut self, record: T) -> Result<(), TaskError> {
         self.line.clear();
-        // Writing to a String cannot fail.
+        // `Display` is user code. Writing to a String cannot fail.
+        let guard = BlameGuard::new(&self.context.operator_name);
         let _ = writeln!(self.line, "{record}");
+        guard.disarm();
         self.writer.write_all(self.line.as_bytes()).map_err(|error| self.failed(error))
     }
 

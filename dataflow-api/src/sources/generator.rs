@@ -91,15 +91,22 @@ struct RateLimit {
 }
 
 impl RateLimit {
+    /// After a stall (backpressure, a slow consumer) the limiter lets at most
+    /// this many seconds' worth of records catch up, not the whole backlog.
+    const MAX_BURST_SECONDS: f64 = 0.1;
+
     /// How many records may go out now, or how long to wait for the next one.
-    fn allowance(&self) -> Result<u64, Duration> {
+    fn allowance(&mut self) -> Result<u64, Duration> {
         let due = (self.started.elapsed().as_secs_f64() * self.per_second) as u64;
+        let burst = (self.per_second * Self::MAX_BURST_SECONDS).max(1.0) as u64;
+        // Forget what is owed beyond one burst.
+        self.emitted = self.emitted.max(due.saturating_sub(burst));
         if due > self.emitted {
-            Ok(due - self.emitted)
-        } else {
-            Err(Duration::from_secs_f64((self.emitted + 1) as f64 / self.per_second)
-                .saturating_sub(self.started.elapsed()))
+            return Ok(due - self.emitted);
         }
+        let next_due =
+            Duration::try_from_secs_f64((self.emitted + 1) as f64 / self.per_second).unwrap_or(Duration::MAX);
+        Err(next_due.saturating_sub(self.started.elapsed()))
     }
 }
 
@@ -118,7 +125,7 @@ where
 {
     fn read(&mut self, out: &mut dyn Push<T>, max: usize) -> Result<ReadStatus, TaskError> {
         let mut budget = max as u64;
-        if let Some(rate) = &self.rate {
+        if let Some(rate) = &mut self.rate {
             match rate.allowance() {
                 Ok(allowed) => budget = budget.min(allowed),
                 Err(wait) => return Ok(ReadStatus::Idle(wait)),

@@ -9,6 +9,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use weir_worker::TaskError;
 
@@ -22,20 +23,30 @@ const MIN_SPLIT_BYTES: u64 = 64 * 1024;
 /// Lines of one or more files or directories (the regular files directly in
 /// a directory, in name order, skipping names that start with `.` or `_`).
 /// Lines are UTF-8 without their `\n` or `\r\n`.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct FileSource {
     paths: Vec<PathBuf>,
+    /// Planned once, by the first subtask to start, so that all subtasks of a
+    /// process share one listing even if the input changes meanwhile.
+    splits: Arc<OnceLock<Result<Vec<Split>, String>>>,
+}
+
+impl Clone for FileSource {
+    /// A clone plans its own splits: it may be used in another job, later.
+    fn clone(&self) -> Self {
+        Self::lines_of(self.paths.clone())
+    }
 }
 
 impl FileSource {
     /// Lines of a file or of the files in a directory.
     pub fn lines(path: impl Into<PathBuf>) -> Self {
-        Self { paths: vec![path.into()] }
+        Self::lines_of([path.into()])
     }
 
     /// Lines of several files or directories, in the given order.
     pub fn lines_of(paths: impl IntoIterator<Item = impl Into<PathBuf>>) -> Self {
-        Self { paths: paths.into_iter().map(Into::into).collect() }
+        Self { paths: paths.into_iter().map(Into::into).collect(), splits: Arc::default() }
     }
 }
 
@@ -52,12 +63,13 @@ impl Source for FileSource {
     }
 
     fn create_reader(&self, context: &OperatorContext) -> Result<Box<dyn SourceReader<String>>, TaskError> {
-        let splits = plan_splits(&self.paths, context.subtask.parallelism).map_err(|error| context.error(error))?;
+        let planned = self.splits.get_or_init(|| plan_splits(&self.paths, context.subtask.parallelism));
+        let splits = planned.as_ref().map_err(|error| context.error(error.clone()))?;
         let mine = splits
-            .into_iter()
+            .iter()
             .enumerate()
             .filter(|(k, _)| k % context.subtask.parallelism == context.subtask.index)
-            .map(|(_, split)| split)
+            .map(|(_, split)| split.clone())
             .collect::<Vec<_>>();
         Ok(Box::new(LineReader { context: context.clone(), pending: mine.into_iter().rev().collect(), open: None }))
     }
@@ -103,7 +115,8 @@ fn list_files(path: &Path, files: &mut Vec<(PathBuf, u64)>) -> Result<(), String
         let entry = entry.map_err(unreadable)?;
         let name = entry.file_name();
         let hidden = name.to_string_lossy().starts_with(['.', '_']);
-        let metadata = entry.metadata().map_err(unreadable)?;
+        // `fs::metadata` follows symbolic links, so a linked file is input too.
+        let metadata = std::fs::metadata(entry.path()).map_err(unreadable)?;
         if metadata.is_file() && !hidden {
             entries.push((entry.path(), metadata.len()));
         }
@@ -152,7 +165,7 @@ impl LineReader {
 impl SourceReader<String> for LineReader {
     fn read(&mut self, out: &mut dyn Push<String>, max: usize) -> Result<ReadStatus, TaskError> {
         let mut emitted = 0;
-        let mut bytes = Vec::new();
+        let mut bytes = Vec::with_capacity(128);
         while emitted < max {
             let Some(open) = &mut self.open else {
                 if self.open_next()? {
@@ -174,24 +187,28 @@ impl SourceReader<String> for LineReader {
             }
             let line_start = open.position;
             open.position += read as u64;
-            let line = decode_line(&bytes).ok_or_else(|| {
+            let line = decode_line(std::mem::take(&mut bytes)).ok_or_else(|| {
                 self.context.error(format!(
                     "input file '{}' is not UTF-8 text: the line at byte {line_start} is invalid",
                     open.split.path.display()
                 ))
             })?;
-            out.push(line.to_owned())?;
+            out.push(line)?;
             emitted += 1;
         }
         Ok(ReadStatus::More)
     }
 }
 
-/// The line without its terminator, if it is valid UTF-8.
-fn decode_line(bytes: &[u8]) -> Option<&str> {
-    let without_newline = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-    let without_return = without_newline.strip_suffix(b"\r").unwrap_or(without_newline);
-    std::str::from_utf8(without_return).ok()
+/// The line without its terminator (`\n` or `\r\n`, as `str::lines`), if it is valid UTF-8.
+fn decode_line(mut bytes: Vec<u8>) -> Option<String> {
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+    }
+    String::from_utf8(bytes).ok()
 }
 
 #[cfg(test)]
@@ -229,7 +246,7 @@ mod tests {
     proptest! {
         #[test]
         fn splits_at_any_offsets_read_every_line_once(
-            lines in proptest::collection::vec("[a-z ]{0,12}", 0..40),
+            lines in proptest::collection::vec("[a-zé€ \r]{0,12}", 0..40),
             cuts in proptest::collection::vec(0u64..600, 0..6),
             trailing_newline: bool,
         ) {
@@ -261,7 +278,8 @@ mod tests {
 
     #[test]
     fn crlf_and_invalid_utf8() {
-        assert_eq!(decode_line(b"word\r\n"), Some("word"));
-        assert_eq!(decode_line(b"\xff\n"), None);
+        assert_eq!(decode_line(b"word\r\n".to_vec()).as_deref(), Some("word"));
+        assert_eq!(decode_line(b"word\r".to_vec()).as_deref(), Some("word\r"));
+        assert_eq!(decode_line(b"\xff\n".to_vec()), None);
     }
 }
