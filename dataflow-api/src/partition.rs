@@ -63,8 +63,13 @@ pub(crate) struct HashWriters<T, K> {
 impl<T: Data, K: Key> WriterFactory for HashWriters<T, K> {
     fn create(&self, output: EdgeOutput, context: &OperatorContext) -> Result<ErasedPush, TaskError> {
         check_channels(&output, context)?;
+        let max = context.max_parallelism;
+        let channels = output.channels.len();
+        let channel_of_group =
+            (0..max.get()).map(|group| KeyGroup(group as u16).operator_index(max, channels)).collect();
         Ok(ErasedPush::new::<T>(Box::new(HashWriter {
             buffers: ChannelBuffers::new(output),
+            channel_of_group,
             key: self.key.clone(),
             key_selector_name: format!("key selector after '{}'", context.operator_name),
             context: context.clone(),
@@ -205,6 +210,9 @@ impl<T: Data> Push<T> for BroadcastWriter<T> {
 
 struct HashWriter<T, K> {
     buffers: ChannelBuffers<T>,
+    /// The downstream subtask of every key group, computed once instead of a
+    /// division per record.
+    channel_of_group: Vec<usize>,
     key: KeySelector<T, K>,
     key_selector_name: String,
     context: OperatorContext,
@@ -220,7 +228,7 @@ impl<T: Data, K: Key> Push<T> for HashWriter<T, K> {
         guard.disarm();
         let group = KeyGroup::of_key(&key, max, &mut self.scratch)
             .map_err(|error| TaskError::operator(self.context.operator_name.as_ref(), &error))?;
-        let channel = group.operator_index(max, self.buffers.len());
+        let channel = self.channel_of_group[usize::from(group.0)];
         self.buffers.add(channel, record)
     }
 

@@ -7,14 +7,21 @@ use weir_common::{KeyGroup, KeyGroupRange};
 
 /// One value per key, stored in one hash map per key group of a task's range.
 ///
+/// The maps hash with foldhash (seeded per map): keyed state is on every
+/// record's path, and SipHash, std's default, was a tenth of a keyed
+/// pipeline's time (BENCHMARKS.md).
+///
 /// Keeping key groups apart costs one index per access and buys cheap
 /// snapshots and rescaling: a key group is the unit that moves between
 /// subtasks, so it can be written or dropped without scanning other groups.
 #[derive(Debug)]
 pub struct KeyGroupedMap<K, V> {
     range: KeyGroupRange,
-    groups: Vec<HashMap<K, V>>,
+    groups: Vec<GroupMap<K, V>>,
 }
+
+/// The map of one key group.
+pub type GroupMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A key group that the task does not own: the record was routed to the
 /// wrong subtask, which is a bug in partitioning, never a user error.
@@ -30,7 +37,7 @@ pub struct ForeignKeyGroup {
 impl<K: Eq + Hash, V> KeyGroupedMap<K, V> {
     /// An empty map for the key groups of `range`.
     pub fn new(range: KeyGroupRange) -> Self {
-        Self { range, groups: (0..range.len).map(|_| HashMap::new()).collect() }
+        Self { range, groups: (0..range.len).map(|_| GroupMap::default()).collect() }
     }
 
     /// The key groups this map holds.
@@ -39,7 +46,7 @@ impl<K: Eq + Hash, V> KeyGroupedMap<K, V> {
     }
 
     /// The map of one key group.
-    pub fn group_mut(&mut self, group: KeyGroup) -> Result<&mut HashMap<K, V>, ForeignKeyGroup> {
+    pub fn group_mut(&mut self, group: KeyGroup) -> Result<&mut GroupMap<K, V>, ForeignKeyGroup> {
         let range = self.range;
         match range.offset_of(group) {
             Some(offset) => Ok(&mut self.groups[offset]),
@@ -49,12 +56,12 @@ impl<K: Eq + Hash, V> KeyGroupedMap<K, V> {
 
     /// Number of keys over all groups.
     pub fn len(&self) -> usize {
-        self.groups.iter().map(HashMap::len).sum()
+        self.groups.iter().map(GroupMap::len).sum()
     }
 
     /// Whether no key holds a value.
     pub fn is_empty(&self) -> bool {
-        self.groups.iter().all(HashMap::is_empty)
+        self.groups.iter().all(GroupMap::is_empty)
     }
 
     /// Removes and yields every entry, key group by key group in ascending order.
