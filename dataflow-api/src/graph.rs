@@ -98,81 +98,119 @@ pub(crate) fn compile(nodes: &[Node], settings: &JobSettings) -> Result<Compiled
     let partitioning = resolve_partitioning(nodes, &parallelism)?;
     check_batch_sources(nodes, settings)?;
     let ids = operator_ids(nodes)?;
+    let chains = Chains::assign(nodes, &partitioning);
+    let wiring = Wiring::connect(nodes, &partitioning, &chains);
 
-    // Chaining: a node joins its input's vertex or starts a new one.
-    let mut vertex_of = Vec::with_capacity(nodes.len());
-    let mut members: Vec<Vec<NodeId>> = Vec::new();
-    for (id, node) in nodes.iter().enumerate() {
-        let chained_to = match (node.inputs.as_slice(), partitioning[id].as_slice()) {
-            // Disabling chaining cuts both sides, as Flink's `ChainingStrategy.NEVER`.
-            ([input], [Partitioning::Forward]) if node.chainable && nodes[input.from].chainable => {
-                Some(vertex_of[input.from])
-            }
-            _ => None,
-        };
-        let vertex = chained_to.unwrap_or_else(|| {
-            members.push(Vec::new());
-            members.len() - 1
+    let mut vertices = Vec::with_capacity(chains.members.len());
+    let mut factories: Vec<Arc<dyn VertexFactory>> = Vec::with_capacity(chains.members.len());
+    for (vertex, chain) in chains.members.iter().enumerate() {
+        factories.push(Arc::new(ChainFactory { links: wiring.links(nodes, chain), mode: settings.mode }));
+        let operators = chain
+            .iter()
+            .map(|&id| OperatorDescriptor {
+                id: ids[id],
+                uid: nodes[id].uid.clone(),
+                name: nodes[id].name.clone(),
+                kind: nodes[id].kind,
+            })
+            .collect();
+        vertices.push(JobVertex {
+            id: VertexId(vertex as u32),
+            name: chain.iter().map(|&id| nodes[id].name.as_str()).collect::<Vec<_>>().join(" -> "),
+            parallelism: parallelism[chain[0]],
+            operators,
         });
-        members[vertex].push(id);
-        vertex_of.push(vertex);
     }
+    let graph = JobGraph {
+        name: settings.name.clone(),
+        max_parallelism: settings.max_parallelism,
+        vertices,
+        edges: wiring.edges,
+    };
+    graph.validate().map_err(|error| Error::InvalidJob(error.to_string()))?;
+    Ok(CompiledJob { graph, factories })
+}
 
-    // Edges between vertices, in node order; remember which output slot of its
-    // source vertex each one fills.
-    let mut edges = Vec::new();
-    let mut outputs_of_node: Vec<Vec<(usize, Arc<dyn WriterFactory>)>> = vec![Vec::new(); nodes.len()];
-    let mut output_slots = vec![0usize; members.len()];
-    let mut chained_successors: Vec<Vec<NodeId>> = vec![Vec::new(); nodes.len()];
-    for (id, node) in nodes.iter().enumerate() {
-        for (input, &edge_partitioning) in node.inputs.iter().zip(&partitioning[id]) {
-            let (source, target) = (vertex_of[input.from], vertex_of[id]);
-            if source == target {
-                chained_successors[input.from].push(id);
-                continue;
-            }
-            edges.push(JobEdge {
-                source: VertexId(source as u32),
-                target: VertexId(target as u32),
-                partitioning: edge_partitioning,
+/// Which vertex (chain) every node belongs to.
+struct Chains {
+    vertex_of: Vec<usize>,
+    /// The nodes of each vertex, head first.
+    members: Vec<Vec<NodeId>>,
+}
+
+impl Chains {
+    /// A node joins its input's vertex when it can be chained, else starts one.
+    fn assign(nodes: &[Node], partitioning: &[Vec<Partitioning>]) -> Self {
+        let mut chains = Self { vertex_of: Vec::with_capacity(nodes.len()), members: Vec::new() };
+        for (id, node) in nodes.iter().enumerate() {
+            let chained_to = match (node.inputs.as_slice(), partitioning[id].as_slice()) {
+                // Disabling chaining cuts both sides, as Flink's `ChainingStrategy.NEVER`.
+                ([input], [Partitioning::Forward]) if node.chainable && nodes[input.from].chainable => {
+                    Some(chains.vertex_of[input.from])
+                }
+                _ => None,
+            };
+            let vertex = chained_to.unwrap_or_else(|| {
+                chains.members.push(Vec::new());
+                chains.members.len() - 1
             });
-            outputs_of_node[input.from].push((output_slots[source], input.writers.clone()));
-            output_slots[source] += 1;
+            chains.members[vertex].push(id);
+            chains.vertex_of.push(vertex);
         }
+        chains
+    }
+}
+
+/// Where every node's output goes: chained successors in its own task, or
+/// output slots of its task that feed job edges.
+struct Wiring {
+    edges: Vec<JobEdge>,
+    /// Per node: (output slot of its task, writer factory) for each job edge it feeds.
+    outputs_of_node: Vec<Vec<(usize, Arc<dyn WriterFactory>)>>,
+    chained_successors: Vec<Vec<NodeId>>,
+}
+
+impl Wiring {
+    /// Job edges in node order; a task's output slots are numbered in that
+    /// order, which is the order the executor hands the task its outputs.
+    fn connect(nodes: &[Node], partitioning: &[Vec<Partitioning>], chains: &Chains) -> Self {
+        let mut wiring = Self {
+            edges: Vec::new(),
+            outputs_of_node: vec![Vec::new(); nodes.len()],
+            chained_successors: vec![Vec::new(); nodes.len()],
+        };
+        let mut output_slots = vec![0usize; chains.members.len()];
+        for (id, node) in nodes.iter().enumerate() {
+            for (input, &edge_partitioning) in node.inputs.iter().zip(&partitioning[id]) {
+                let (source, target) = (chains.vertex_of[input.from], chains.vertex_of[id]);
+                if source == target {
+                    wiring.chained_successors[input.from].push(id);
+                    continue;
+                }
+                wiring.edges.push(JobEdge {
+                    source: VertexId(source as u32),
+                    target: VertexId(target as u32),
+                    partitioning: edge_partitioning,
+                });
+                wiring.outputs_of_node[input.from].push((output_slots[source], input.writers.clone()));
+                output_slots[source] += 1;
+            }
+        }
+        wiring
     }
 
-    let mut vertices = Vec::with_capacity(members.len());
-    let mut factories: Vec<Arc<dyn VertexFactory>> = Vec::with_capacity(members.len());
-    for (vertex, chain) in members.iter().enumerate() {
-        let name = chain.iter().map(|&id| nodes[id].name.as_str()).collect::<Vec<_>>().join(" -> ");
+    /// The links of one chain, for its task factory.
+    fn links(&self, nodes: &[Node], chain: &[NodeId]) -> Vec<ChainLink> {
         let position_in_chain = |node: NodeId| chain.iter().position(|&member| member == node);
-        let links = chain
+        chain
             .iter()
             .map(|&id| ChainLink {
                 node: nodes[id].clone(),
-                successors: chained_successors[id].iter().filter_map(|&s| position_in_chain(s)).collect(),
-                outputs: outputs_of_node[id].clone(),
+                successors: self.chained_successors[id].iter().filter_map(|&s| position_in_chain(s)).collect(),
+                outputs: self.outputs_of_node[id].clone(),
             })
-            .collect();
-        factories.push(Arc::new(ChainFactory { links, mode: settings.mode }));
-        vertices.push(JobVertex {
-            id: VertexId(vertex as u32),
-            name,
-            parallelism: parallelism[chain[0]],
-            operators: chain
-                .iter()
-                .map(|&id| OperatorDescriptor {
-                    id: ids[id],
-                    uid: nodes[id].uid.clone(),
-                    name: nodes[id].name.clone(),
-                    kind: nodes[id].kind,
-                })
-                .collect(),
-        });
+            .collect()
     }
-    let graph = JobGraph { name: settings.name.clone(), max_parallelism: settings.max_parallelism, vertices, edges };
-    graph.validate().map_err(|error| Error::InvalidJob(error.to_string()))?;
-    Ok(CompiledJob { graph, factories })
 }
 
 fn resolve_parallelism(nodes: &[Node], settings: &JobSettings) -> Result<Vec<usize>> {
