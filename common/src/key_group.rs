@@ -101,7 +101,7 @@ pub struct KeyEncodingError {
 }
 
 /// A contiguous, inclusive range of key groups owned by one subtask.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct KeyGroupRange {
     /// First key group of the range.
     pub start: u16,

@@ -64,6 +64,15 @@ impl<K: Eq + Hash, V> KeyGroupedMap<K, V> {
         self.groups.iter().all(GroupMap::is_empty)
     }
 
+    /// Every entry, key group by key group in ascending order.
+    pub fn iter(&self) -> impl Iterator<Item = (KeyGroup, &K, &V)> + '_ {
+        let start = self.range.start;
+        self.groups
+            .iter()
+            .enumerate()
+            .flat_map(move |(offset, map)| map.iter().map(move |(k, v)| (KeyGroup(start + offset as u16), k, v)))
+    }
+
     /// Removes and yields every entry, key group by key group in ascending order.
     pub fn drain(&mut self) -> impl Iterator<Item = (KeyGroup, K, V)> + '_ {
         let start = self.range.start;

@@ -13,6 +13,7 @@
 //! call it synchronously from their own thread.
 
 pub mod key_grouped_map;
+pub mod keyed;
 pub mod rocks;
 pub mod shared_files;
 pub mod storage;
