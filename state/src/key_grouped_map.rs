@@ -1,15 +1,17 @@
 //! Heap state partitioned by key group.
 
-use std::collections::HashMap;
 use std::hash::Hash;
+
+use hashbrown::HashMap;
 
 use weir_common::{KeyGroup, KeyGroupRange};
 
 /// One value per key, stored in one hash map per key group of a task's range.
 ///
-/// The maps hash with foldhash (seeded per map): keyed state is on every
-/// record's path, and SipHash, std's default, was a tenth of a keyed
-/// pipeline's time (BENCHMARKS.md).
+/// The maps are hashbrown's, hashing with foldhash (seeded per map): keyed
+/// state is on every record's path, and SipHash, std's default, was a tenth
+/// of a keyed pipeline's time (BENCHMARKS.md). hashbrown also lets a lookup
+/// by `(key, namespace)` borrow both parts (`Equivalent`) instead of cloning.
 ///
 /// Keeping key groups apart costs one index per access and buys cheap
 /// snapshots and rescaling: a key group is the unit that moves between
@@ -21,7 +23,7 @@ pub struct KeyGroupedMap<K, V> {
 }
 
 /// The map of one key group.
-pub type GroupMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+pub type GroupMap<K, V> = HashMap<K, V>;
 
 /// A key group that the task does not own: the record was routed to the
 /// wrong subtask, which is a bug in partitioning, never a user error.
@@ -85,6 +87,8 @@ impl<K: Eq + Hash, V> KeyGroupedMap<K, V> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use proptest::prelude::*;
     use weir_common::MaxParallelism;
 

@@ -1,54 +1,177 @@
 //! Keyed state survives snapshot and restore at another parallelism, on both
-//! backends and across them: random updates over random keys at parallelism
-//! m, a snapshot per subtask, a restore at parallelism n, and every key's
-//! value compared with a plain map.
+//! backends and across them: random operations on every kind of state, over
+//! random keys and namespaces at parallelism m, a snapshot per subtask, a
+//! restore at parallelism n, and every key's state compared with a model
+//! kept in plain maps.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use proptest::prelude::*;
 use weir_common::{KeyGroup, KeyGroupRange, MaxParallelism};
-use weir_state::keyed::{KeyedSnapshot, KeyedStateBackend, StateBackendKind, ValueStateHandle};
-use weir_state::storage::{CheckpointStorage, LocalDirStorage, StoragePath};
+use weir_state::keyed::{
+    AggregateFunction, AggregatingState, KeyedSnapshot, KeyedStateBackend, ListState, MapState, ReducingState,
+    StateBackendKind, ValueState,
+};
+use weir_state::storage::{LocalDirStorage, StoragePath};
+
+/// Sum and count, read back exactly.
+struct SumCount;
+
+impl AggregateFunction for SumCount {
+    type In = u32;
+    type Acc = (u64, u64);
+    type Out = (u64, u64);
+    fn create_accumulator(&self) -> (u64, u64) {
+        (0, 0)
+    }
+    fn add(&self, accumulator: &mut (u64, u64), input: u32) {
+        accumulator.0 += u64::from(input);
+        accumulator.1 += 1;
+    }
+    fn result(&self, accumulator: &(u64, u64)) -> (u64, u64) {
+        *accumulator
+    }
+    fn merge(&self, a: (u64, u64), b: (u64, u64)) -> (u64, u64) {
+        (a.0 + b.0, a.1 + b.1)
+    }
+}
 
 #[derive(Clone, Debug)]
 enum Op {
-    Put(u32),
-    Add(u32),
-    Clear,
+    SetValue(u32),
+    ClearValue,
+    ListAdd(u16),
+    ClearList,
+    MapPut(u8, u32),
+    MapRemove(u8),
+    ClearMap,
+    Reduce(u32),
+    Aggregate(u32),
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![any::<u32>().prop_map(Op::Put), (0u32..1000).prop_map(Op::Add), Just(Op::Clear)]
+    prop_oneof![
+        any::<u32>().prop_map(Op::SetValue),
+        Just(Op::ClearValue),
+        any::<u16>().prop_map(Op::ListAdd),
+        Just(Op::ClearList),
+        (0u8..6, any::<u32>()).prop_map(|(k, v)| Op::MapPut(k, v)),
+        (0u8..6).prop_map(Op::MapRemove),
+        Just(Op::ClearMap),
+        (0u32..1000).prop_map(Op::Reduce),
+        (0u32..1000).prop_map(Op::Aggregate),
+    ]
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Model {
+    value: Option<u32>,
+    list: Vec<u16>,
+    map: BTreeMap<u8, u32>,
+    total: Option<u64>,
+    mean: Option<(u64, u64)>,
+}
+
+struct Handles {
+    value: ValueState<u8, u32>,
+    list: ListState<u8, u16>,
+    map: MapState<u8, u8, u32>,
+    total: ReducingState<u8, u64>,
+    mean: AggregatingState<u8, SumCount>,
 }
 
 struct Subtasks {
     max: MaxParallelism,
     backends: Vec<KeyedStateBackend<String>>,
-    counts: Vec<ValueStateHandle<u32>>,
+    handles: Vec<Handles>,
 }
 
 impl Subtasks {
     fn new(kind: &dyn Fn(usize) -> StateBackendKind, max: MaxParallelism, parallelism: usize) -> Self {
-        let backends: Vec<_> = (0..parallelism)
+        let backends = (0..parallelism)
             .map(|index| {
                 let range = KeyGroupRange::for_subtask(max, parallelism, index);
                 KeyedStateBackend::new(&kind(index), max, range).expect("backend opens")
             })
             .collect();
-        Self { max, backends, counts: Vec::new() }
+        Self { max, backends, handles: Vec::new() }
     }
 
     fn register(&mut self) {
-        self.counts =
-            self.backends.iter_mut().map(|backend| backend.register_value("count").expect("registers")).collect();
+        self.handles = self
+            .backends
+            .iter_mut()
+            .map(|backend| Handles {
+                value: backend.register_value("count").expect("registers"),
+                list: backend.register_list("events").expect("registers"),
+                map: backend.register_map("attributes").expect("registers"),
+                total: backend.register_reducing("total", |a: u64, b: u64| a + b).expect("registers"),
+                mean: backend.register_aggregating("mean", SumCount).expect("registers"),
+            })
+            .collect();
     }
 
-    /// The subtask owning `key`, with the key set as current.
-    fn select(&mut self, key: &str) -> usize {
+    /// The backend owning `key`, with the key set as current.
+    fn select(&mut self, key: &str) -> (&mut KeyedStateBackend<String>, &Handles) {
         let group = KeyGroup::of_key(key, self.max, &mut Vec::new()).expect("strings serialize");
         let owner = group.operator_index(self.max, self.backends.len());
         self.backends[owner].set_current_key(key.to_owned()).expect("key");
-        owner
+        (&mut self.backends[owner], &self.handles[owner])
+    }
+
+    fn read(&mut self, key: &str, ns: u8) -> Model {
+        let (backend, h) = self.select(key);
+        Model {
+            value: backend.value(&h.value, &ns).expect("read"),
+            list: backend.list(&h.list, &ns).expect("read"),
+            map: backend.map_entries(&h.map, &ns).expect("read").into_iter().collect(),
+            total: backend.reducing_get(&h.total, &ns).expect("read"),
+            mean: backend.aggregating_get(&h.mean, &ns).expect("read"),
+        }
+    }
+}
+
+fn apply(subtasks: &mut Subtasks, model: &mut HashMap<(String, u8), Model>, key: String, ns: u8, op: Op) {
+    let expected = model.entry((key.clone(), ns)).or_default();
+    let (backend, h) = subtasks.select(&key);
+    match op {
+        Op::SetValue(value) => {
+            backend.set_value(&h.value, &ns, value).expect("update");
+            expected.value = Some(value);
+        }
+        Op::ClearValue => {
+            backend.clear(&h.value, &ns).expect("clear");
+            expected.value = None;
+        }
+        Op::ListAdd(value) => {
+            backend.list_add(&h.list, &ns, value).expect("add");
+            expected.list.push(value);
+        }
+        Op::ClearList => {
+            backend.clear(&h.list, &ns).expect("clear");
+            expected.list.clear();
+        }
+        Op::MapPut(user_key, value) => {
+            backend.map_put(&h.map, &ns, user_key, value).expect("put");
+            expected.map.insert(user_key, value);
+        }
+        Op::MapRemove(user_key) => {
+            backend.map_remove(&h.map, &ns, &user_key).expect("remove");
+            expected.map.remove(&user_key);
+        }
+        Op::ClearMap => {
+            backend.clear(&h.map, &ns).expect("clear");
+            expected.map.clear();
+        }
+        Op::Reduce(value) => {
+            backend.reducing_add(&h.total, &ns, u64::from(value)).expect("add");
+            expected.total = Some(expected.total.unwrap_or(0) + u64::from(value));
+        }
+        Op::Aggregate(value) => {
+            backend.aggregating_add(&h.mean, &ns, value).expect("add");
+            let (sum, count) = expected.mean.unwrap_or((0, 0));
+            expected.mean = Some((sum + u64::from(value), count + 1));
+        }
     }
 }
 
@@ -62,34 +185,20 @@ fn kind_for(rocks: bool, root: std::path::PathBuf) -> impl Fn(usize) -> StateBac
     }
 }
 
-fn run(ops: Vec<(u8, Op)>, m: usize, n: usize, rocks_before: bool, rocks_after: bool) -> Result<(), TestCaseError> {
+fn run(ops: Vec<(u8, u8, Op)>, m: usize, n: usize, rocks_before: bool, rocks_after: bool) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().expect("temp dir");
     let storage = LocalDirStorage::new(dir.path().join("checkpoints"));
     let max = MaxParallelism::new(64).expect("valid");
 
     let mut before = Subtasks::new(&kind_for(rocks_before, dir.path().join("before")), max, m);
     before.register();
-    let mut model: HashMap<String, u32> = HashMap::new();
-    for (key, op) in ops {
-        let key = format!("key-{key}");
-        let owner = before.select(&key);
-        let (backend, count) = (&mut before.backends[owner], &before.counts[owner]);
-        match op {
-            Op::Put(value) => {
-                backend.update(count, value).expect("update");
-                model.insert(key, value);
-            }
-            Op::Add(delta) => {
-                let current = backend.value(count).expect("read").unwrap_or(0);
-                backend.update(count, current.wrapping_add(delta)).expect("update");
-                let slot = model.entry(key).or_insert(0);
-                *slot = slot.wrapping_add(delta);
-            }
-            Op::Clear => {
-                backend.clear(count).expect("clear");
-                model.remove(&key);
-            }
-        }
+    let mut model = HashMap::new();
+    for (key, ns, op) in ops {
+        apply(&mut before, &mut model, format!("key-{key}"), ns, op);
+    }
+    // The live state matches the model before any snapshot is involved.
+    for ((key, ns), expected) in &model {
+        prop_assert_eq!(&before.read(key, *ns), expected, "live state of {}/{}", key, ns);
     }
     let snapshots: Vec<KeyedSnapshot> = before
         .backends
@@ -107,21 +216,22 @@ fn run(ops: Vec<(u8, Op)>, m: usize, n: usize, rocks_before: bool, rocks_after: 
         backend.restore(&storage, &snapshots).expect("restore");
     }
     after.register();
-    for index in 0..=255u8 {
-        let key = format!("key-{index}");
-        let owner = after.select(&key);
-        let restored = after.backends[owner].value(&after.counts[owner]).expect("read");
-        prop_assert_eq!(restored, model.get(&key).copied(), "key {} at {} -> {}", key, m, n);
+    for key in 0..64u8 {
+        for ns in 0..3u8 {
+            let key = format!("key-{key}");
+            let expected = model.get(&(key.clone(), ns)).cloned().unwrap_or_default();
+            prop_assert_eq!(after.read(&key, ns), expected, "key {}/{} after {} -> {}", key, ns, m, n);
+        }
     }
     Ok(())
 }
 
-fn ops() -> impl Strategy<Value = Vec<(u8, Op)>> {
-    proptest::collection::vec((any::<u8>(), op()), 0..300)
+fn ops() -> impl Strategy<Value = Vec<(u8, u8, Op)>> {
+    proptest::collection::vec((0u8..64, 0u8..3, op()), 0..300)
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(48))]
 
     #[test]
     fn memory_state_restores_at_any_parallelism(ops in ops(), m in 1usize..=8, n in 1usize..=8) {
@@ -131,7 +241,7 @@ proptest! {
 
 proptest! {
     // Each case opens up to 16 RocksDB instances: fewer cases.
-    #![proptest_config(ProptestConfig::with_cases(16))]
+    #![proptest_config(ProptestConfig::with_cases(12))]
 
     #[test]
     fn rocksdb_state_restores_at_any_parallelism(ops in ops(), m in 1usize..=8, n in 1usize..=8) {
@@ -151,9 +261,9 @@ fn a_corrupted_snapshot_fails_the_restore_naming_the_file() {
     let max = MaxParallelism::default();
     let range = KeyGroupRange::for_subtask(max, 1, 0);
     let mut backend = KeyedStateBackend::<String>::new(&StateBackendKind::Memory, max, range).expect("backend");
-    let count = backend.register_value::<u32>("count").expect("registers");
+    let count = backend.register_value::<(), u32>("count").expect("registers");
     backend.set_current_key("a".into()).expect("key");
-    backend.update(&count, 7).expect("update");
+    backend.set_value(&count, &(), 7).expect("update");
     let path = StoragePath::new("chk-1/subtask-0").expect("valid");
     let snapshot = backend.snapshot(&storage, &path).expect("snapshot");
     let local = storage.local_path(&path);
@@ -165,7 +275,24 @@ fn a_corrupted_snapshot_fails_the_restore_naming_the_file() {
     let mut restored = KeyedStateBackend::<String>::new(&StateBackendKind::Memory, max, range).expect("backend");
     let error = restored.restore(&storage, &[snapshot]).expect_err("corruption detected").to_string();
     assert!(error.contains("'chk-1/subtask-0' is corrupt"), "{error}");
-    assert!(storage.exists(&path).expect("exists"));
+}
+
+#[test]
+fn restored_state_of_another_type_is_refused_by_name() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let storage = LocalDirStorage::new(dir.path());
+    let max = MaxParallelism::default();
+    let range = KeyGroupRange::for_subtask(max, 1, 0);
+    let mut backend = KeyedStateBackend::<String>::new(&StateBackendKind::Memory, max, range).expect("backend");
+    let name = backend.register_value::<(), String>("name").expect("registers");
+    backend.set_current_key("a".into()).expect("key");
+    backend.set_value(&name, &(), "a long text, not a number".to_owned()).expect("update");
+    let snapshot = backend.snapshot(&storage, &StoragePath::new("chk-1/s0").expect("valid")).expect("snapshot");
+
+    let mut restored = KeyedStateBackend::<String>::new(&StateBackendKind::Memory, max, range).expect("backend");
+    restored.restore(&storage, &[snapshot]).expect("restore");
+    let error = restored.register_value::<(), (u64, u64, u64, u64)>("name").expect_err("type mismatch").to_string();
+    assert!(error.contains("state 'name'"), "{error}");
 }
 
 #[test]

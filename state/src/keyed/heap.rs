@@ -1,128 +1,298 @@
 //! The memory backend: objects on the heap, one hash map per key group and
-//! state, so an update costs a hash lookup and no serialization.
+//! state, keyed by `(key, namespace)`, so an access costs a hash lookup and
+//! no serialization.
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 
+use hashbrown::Equivalent;
 use weir_common::{KeyGroup, KeyGroupRange};
 
 use super::snapshot::SnapshotWriter;
-use super::{StateError, StateKey, StateValue};
+use super::{StateError, StateKey, StateKind, StateNamespace, StateValue};
 use crate::KeyGroupedMap;
 
-/// The states of one task, typed by their value behind `dyn Any`.
+/// `(key, namespace)` borrowed, to look up `(K, N)` entries without cloning.
+struct KeyNs<'a, K, N>(&'a K, &'a N);
+
+impl<K: Hash, N: Hash> Hash for KeyNs<'_, K, N> {
+    /// Hashes exactly as the tuple `(K, N)` does: field by field.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+        self.1.hash(state);
+    }
+}
+
+impl<K: Eq, N: Eq> Equivalent<(K, N)> for KeyNs<'_, K, N> {
+    fn equivalent(&self, stored: &(K, N)) -> bool {
+        *self.0 == stored.0 && *self.1 == stored.1
+    }
+}
+
+/// The states of one task.
 pub(super) struct HeapStore<K> {
     range: KeyGroupRange,
     names: Vec<String>,
+    kinds: Vec<StateKind>,
     tables: Vec<Box<dyn Table<K>>>,
     /// Restored entries of states not registered yet, still encoded: they are
-    /// decoded on registration, when their type is known, and written to the
-    /// next snapshot as they are if no operator registers them.
+    /// decoded on registration, when their types are known, and written to the
+    /// next snapshot unchanged if no operator registers them.
     pending: HashMap<String, Vec<EncodedEntry>>,
 }
 
-/// An entry as a snapshot stores it: key group, `postcard(key)`, `postcard(value)`.
+/// An entry as a snapshot stores it: key group, key bytes, value bytes.
 type EncodedEntry = (KeyGroup, Vec<u8>, Vec<u8>);
 
-/// One state's entries, with what the store needs without knowing `V`.
-trait Table<K>: Send {
+/// One state's entries, with what the store needs without knowing its types.
+pub(super) trait Table<K>: Send {
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn write_snapshot(&self, state: u32, writer: &mut SnapshotWriter) -> Result<(), String>;
     fn insert_encoded(&mut self, group: KeyGroup, key: &[u8], value: &[u8]) -> Result<(), String>;
+    fn clear(&mut self, group: KeyGroup, key: &K, namespace: &dyn Any) -> Result<(), String>;
 }
 
-struct ValueTable<K, V> {
-    entries: KeyGroupedMap<K, V>,
+/// One stored object `S` per key and namespace (value, list, reducing and
+/// aggregating state). Snapshot entry: `postcard(key) postcard(ns)` → `postcard(S)`.
+pub(super) struct SingleTable<K, N, S> {
+    entries: KeyGroupedMap<(K, N), S>,
 }
 
-impl<K: StateKey, V: StateValue> Table<K> for ValueTable<K, V> {
+/// A map per key and namespace. Snapshot entries, one per map entry:
+/// `postcard(key) postcard(ns) postcard(user key)` → `postcard(user value)`.
+pub(super) struct MapTable<K, N, UK, UV> {
+    entries: KeyGroupedMap<(K, N), hashbrown::HashMap<UK, UV>>,
+}
+
+fn encode_all(parts: &[&dyn erased::Encode], out: &mut Vec<u8>) -> Result<(), String> {
+    out.clear();
+    parts.iter().try_for_each(|part| part.encode_into(out))
+}
+
+/// Serializing through `dyn` so that key, namespace and user key can be
+/// encoded back to back into one buffer.
+mod erased {
+    pub(super) trait Encode {
+        fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), String>;
+    }
+
+    impl<T: serde::Serialize> Encode for T {
+        fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), String> {
+            postcard::to_io(self, out).map(|_| ()).map_err(|error| format!("does not serialize: {error}"))
+        }
+    }
+}
+
+/// Decodes one value from the front of `bytes`, leaving the rest.
+fn take<T: serde::de::DeserializeOwned>(bytes: &mut &[u8], what: &str) -> Result<T, String> {
+    let (value, rest) = postcard::take_from_bytes::<T>(bytes)
+        .map_err(|error| format!("a {what} does not decode as {}: {error}", std::any::type_name::<T>()))?;
+    *bytes = rest;
+    Ok(value)
+}
+
+/// Decodes `bytes` as exactly one `T`: leftover bytes mean another type was
+/// stored, which must not pass as a wrongly decoded value.
+fn whole<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, String> {
+    let mut rest = bytes;
+    let value = take(&mut rest, what)?;
+    if !rest.is_empty() {
+        return Err(format!(
+            "a {what} does not decode as {}: {} bytes left over",
+            std::any::type_name::<T>(),
+            rest.len()
+        ));
+    }
+    Ok(value)
+}
+
+impl<K: StateKey, N: StateNamespace, S: StateValue> Table<K> for SingleTable<K, N, S> {
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
 
     fn write_snapshot(&self, state: u32, writer: &mut SnapshotWriter) -> Result<(), String> {
-        let (mut key_bytes, mut value_bytes) = (Vec::new(), Vec::new());
-        for (group, key, value) in self.entries.iter() {
-            key_bytes.clear();
-            value_bytes.clear();
-            postcard::to_io(key, &mut key_bytes).map_err(|error| format!("a key does not serialize: {error}"))?;
-            postcard::to_io(value, &mut value_bytes).map_err(|error| format!("a value does not serialize: {error}"))?;
-            writer.add(group, state, &key_bytes, &value_bytes);
+        let (mut key, mut value) = (Vec::new(), Vec::new());
+        for (group, (k, n), stored) in self.entries.iter() {
+            encode_all(&[k, n], &mut key)?;
+            encode_all(&[stored], &mut value)?;
+            writer.add(group, state, &key, &value);
         }
         Ok(())
     }
 
     fn insert_encoded(&mut self, group: KeyGroup, key: &[u8], value: &[u8]) -> Result<(), String> {
-        let key: K = postcard::from_bytes(key).map_err(|error| format!("a key does not decode: {error}"))?;
-        let value: V = postcard::from_bytes(value)
-            .map_err(|error| format!("a value does not decode as {}: {error}", std::any::type_name::<V>()))?;
+        let mut rest = key;
+        let k: K = take(&mut rest, "key")?;
+        let n: N = whole(rest, "namespace")?;
+        let stored: S = whole(value, "value")?;
+        self.entries.group_mut(group).map_err(|error| error.to_string())?.insert((k, n), stored);
+        Ok(())
+    }
+
+    fn clear(&mut self, group: KeyGroup, key: &K, namespace: &dyn Any) -> Result<(), String> {
+        let namespace = namespace.downcast_ref::<N>().ok_or("cleared with another namespace type")?;
+        self.entries.group_mut(group).map_err(|error| error.to_string())?.remove(&KeyNs(key, namespace));
+        Ok(())
+    }
+}
+
+impl<K, N, UK, UV> Table<K> for MapTable<K, N, UK, UV>
+where
+    K: StateKey,
+    N: StateNamespace,
+    UK: StateKey,
+    UV: StateValue,
+{
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn write_snapshot(&self, state: u32, writer: &mut SnapshotWriter) -> Result<(), String> {
+        let (mut key, mut value) = (Vec::new(), Vec::new());
+        for (group, (k, n), map) in self.entries.iter() {
+            for (user_key, user_value) in map {
+                encode_all(&[k, n, user_key], &mut key)?;
+                encode_all(&[user_value], &mut value)?;
+                writer.add(group, state, &key, &value);
+            }
+        }
+        Ok(())
+    }
+
+    fn insert_encoded(&mut self, group: KeyGroup, key: &[u8], value: &[u8]) -> Result<(), String> {
+        let mut rest = key;
+        let k: K = take(&mut rest, "key")?;
+        let n: N = take(&mut rest, "namespace")?;
+        let user_key: UK = whole(rest, "map key")?;
+        let user_value: UV = whole(value, "map value")?;
         let groups = self.entries.group_mut(group).map_err(|error| error.to_string())?;
-        groups.insert(key, value);
+        groups.entry((k, n)).or_default().insert(user_key, user_value);
+        Ok(())
+    }
+
+    fn clear(&mut self, group: KeyGroup, key: &K, namespace: &dyn Any) -> Result<(), String> {
+        let namespace = namespace.downcast_ref::<N>().ok_or("cleared with another namespace type")?;
+        self.entries.group_mut(group).map_err(|error| error.to_string())?.remove(&KeyNs(key, namespace));
         Ok(())
     }
 }
 
 impl<K: StateKey> HeapStore<K> {
     pub(super) fn new(range: KeyGroupRange) -> Self {
-        Self { range, names: Vec::new(), tables: Vec::new(), pending: HashMap::new() }
+        Self { range, names: Vec::new(), kinds: Vec::new(), tables: Vec::new(), pending: HashMap::new() }
     }
 
-    pub(super) fn register<V: StateValue>(&mut self, name: &str) -> Result<usize, StateError> {
+    /// Registers `name` with table type `T`, created by `create` if new.
+    pub(super) fn register<T: Table<K> + 'static>(
+        &mut self,
+        name: &str,
+        kind: StateKind,
+        create: impl FnOnce(KeyGroupRange) -> T,
+    ) -> Result<usize, StateError> {
         let incompatible = |message: String| StateError::Incompatible { name: name.to_owned(), message };
         if let Some(index) = self.names.iter().position(|known| known == name) {
-            if self.tables[index].as_any_mut().downcast_mut::<ValueTable<K, V>>().is_none() {
-                return Err(incompatible(format!(
-                    "registered again with another type ({})",
-                    std::any::type_name::<V>()
-                )));
+            if self.kinds[index] != kind || self.tables[index].as_any_mut().downcast_mut::<T>().is_none() {
+                return Err(incompatible(format!("registered again as another kind or type ({kind:?})")));
             }
             return Ok(index);
         }
-        let mut table: Box<dyn Table<K>> = Box::new(ValueTable::<K, V> { entries: KeyGroupedMap::new(self.range) });
+        let mut table = create(self.range);
         for (group, key, value) in self.pending.remove(name).unwrap_or_default() {
             table
                 .insert_encoded(group, &key, &value)
                 .map_err(|message| incompatible(format!("restored state: {message}")))?;
         }
         self.names.push(name.to_owned());
-        self.tables.push(table);
+        self.kinds.push(kind);
+        self.tables.push(Box::new(table));
         Ok(self.tables.len() - 1)
     }
 
-    fn table<V: StateValue>(&mut self, index: usize) -> Result<&mut ValueTable<K, V>, StateError> {
+    fn table<T: 'static>(&mut self, index: usize) -> Result<&mut T, StateError> {
         let name = &self.names[index];
-        self.tables[index].as_any_mut().downcast_mut::<ValueTable<K, V>>().ok_or_else(|| StateError::Incompatible {
+        self.tables[index].as_any_mut().downcast_mut::<T>().ok_or_else(|| StateError::Incompatible {
             name: name.clone(),
-            message: format!("accessed as {}", std::any::type_name::<V>()),
+            message: "accessed with other types than it was registered with".into(),
         })
     }
 
-    pub(super) fn get<V: StateValue>(
+    /// Applies `update` to the stored object of `(key, namespace)`: it gets
+    /// the current object (if any) and returns the new one (`None` removes).
+    pub(super) fn modify<N: StateNamespace, S: StateValue, R>(
         &mut self,
         index: usize,
         group: KeyGroup,
         key: &K,
-    ) -> Result<Option<V>, StateError> {
-        let table = self.table::<V>(index)?;
-        Ok(table.entries.group_mut(group).map_err(foreign)?.get(key).cloned())
+        namespace: &N,
+        update: impl FnOnce(Option<S>) -> (Option<S>, R),
+    ) -> Result<R, StateError> {
+        let table = self.table::<SingleTable<K, N, S>>(index)?;
+        let entries = table.entries.group_mut(group)?;
+        let (owned_key, current) = match entries.remove_entry(&KeyNs(key, namespace)) {
+            Some((owned_key, current)) => (Some(owned_key), Some(current)),
+            None => (None, None),
+        };
+        let (updated, result) = update(current);
+        if let Some(updated) = updated {
+            let owned_key = owned_key.unwrap_or_else(|| (key.clone(), namespace.clone()));
+            entries.insert(owned_key, updated);
+        }
+        Ok(result)
     }
 
-    pub(super) fn put<V: StateValue>(
+    /// The stored object of `(key, namespace)`, cloned.
+    pub(super) fn get<N: StateNamespace, S: StateValue>(
         &mut self,
         index: usize,
         group: KeyGroup,
-        key: K,
-        value: V,
-    ) -> Result<(), StateError> {
-        let table = self.table::<V>(index)?;
-        table.entries.group_mut(group).map_err(foreign)?.insert(key, value);
-        Ok(())
+        key: &K,
+        namespace: &N,
+    ) -> Result<Option<S>, StateError> {
+        let table = self.table::<SingleTable<K, N, S>>(index)?;
+        Ok(table.entries.group_mut(group)?.get(&KeyNs(key, namespace)).cloned())
     }
 
-    pub(super) fn remove<V: StateValue>(&mut self, index: usize, group: KeyGroup, key: &K) -> Result<(), StateError> {
-        let table = self.table::<V>(index)?;
-        table.entries.group_mut(group).map_err(foreign)?.remove(key);
-        Ok(())
+    /// The map of `(key, namespace)`, for reading and writing in place.
+    pub(super) fn map<N: StateNamespace, UK: StateKey, UV: StateValue, R>(
+        &mut self,
+        index: usize,
+        group: KeyGroup,
+        key: &K,
+        namespace: &N,
+        access: impl FnOnce(&mut hashbrown::HashMap<UK, UV>) -> R,
+    ) -> Result<R, StateError> {
+        let table = self.table::<MapTable<K, N, UK, UV>>(index)?;
+        let entries = table.entries.group_mut(group)?;
+        match entries.get_mut(&KeyNs(key, namespace)) {
+            Some(map) => {
+                let result = access(map);
+                if map.is_empty() {
+                    entries.remove(&KeyNs(key, namespace));
+                }
+                Ok(result)
+            }
+            None => {
+                let mut map = hashbrown::HashMap::new();
+                let result = access(&mut map);
+                if !map.is_empty() {
+                    entries.insert((key.clone(), namespace.clone()), map);
+                }
+                Ok(result)
+            }
+        }
+    }
+
+    pub(super) fn clear(
+        &mut self,
+        index: usize,
+        group: KeyGroup,
+        key: &K,
+        namespace: &dyn Any,
+    ) -> Result<(), StateError> {
+        let name = self.names[index].clone();
+        self.tables[index].clear(group, key, namespace).map_err(|message| StateError::Incompatible { name, message })
     }
 
     pub(super) fn write_snapshot(&self, writer: &mut SnapshotWriter) -> Result<(), StateError> {
@@ -160,6 +330,22 @@ impl<K: StateKey> HeapStore<K> {
     }
 }
 
-fn foreign(error: crate::key_grouped_map::ForeignKeyGroup) -> StateError {
-    StateError::ForeignKeyGroup(error)
+impl<K, N, S> SingleTable<K, N, S> {
+    pub(super) fn new(range: KeyGroupRange) -> Self
+    where
+        K: Eq + Hash,
+        N: Eq + Hash,
+    {
+        Self { entries: KeyGroupedMap::new(range) }
+    }
+}
+
+impl<K, N, UK, UV> MapTable<K, N, UK, UV> {
+    pub(super) fn new(range: KeyGroupRange) -> Self
+    where
+        K: Eq + Hash,
+        N: Eq + Hash,
+    {
+        Self { entries: KeyGroupedMap::new(range) }
+    }
 }

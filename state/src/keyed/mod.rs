@@ -1,34 +1,48 @@
-//! Keyed state of one task: the values keyed operators keep per key, stored
-//! in the memory or the RocksDB backend, snapshotted per key group and
-//! restored — also at another parallelism — from any set of snapshots.
+//! Keyed state of one task: what keyed operators keep per key (and per
+//! namespace, e.g. per window), stored in the memory or the RocksDB backend,
+//! snapshotted per key group and restored — also at another parallelism —
+//! from any set of snapshots.
 //!
 //! Access follows Flink's model: the task sets the current key
-//! ([`KeyedStateBackend::set_current_key`]), then reads and writes states
-//! registered by name ([`KeyedStateBackend::register_value`]) for that key.
-//! Both backends write the same canonical full-snapshot format
-//! ([`snapshot`]), so a snapshot taken with one restores into the other.
+//! ([`KeyedStateBackend::set_current_key`]); operators register states by
+//! name (value, list, map, reducing, aggregating) and read and write them for
+//! the current key and a namespace (`&()` outside windows). Both backends
+//! write the same canonical full-snapshot format ([`snapshot`]), so a snapshot
+//! taken with one restores into the other.
 //!
-//! Built so far: value state, full snapshots, rescaling restore. List, map,
-//! reducing and aggregating state, namespaces, TTL, timers and incremental
-//! RocksDB snapshots are the rest of the keyed-state issue.
+//! Not built yet (rest of the keyed-state issue): TTL, timers, incremental
+//! RocksDB snapshots, and the wiring into the runtime's operators.
 
+mod handles;
 mod heap;
 mod rocks_store;
 pub mod snapshot;
 
 use std::marker::PhantomData;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use weir_common::{KeyEncodingError, KeyGroup, KeyGroupRange, MaxParallelism};
 
-use crate::storage::{CheckpointStorage, StorageError, StoragePath};
+pub use handles::{
+    AggregateFunction, AggregatingState, ListState, MapState, ReduceFn, ReducingState, StateHandle, StateKind,
+    ValueState,
+};
+use heap::{HeapStore, MapTable, SingleTable};
+use rocks_store::RocksStore;
 pub use snapshot::KeyedSnapshot;
 
-/// A key of keyed state.
+use crate::storage::{CheckpointStorage, StorageError, StoragePath};
+
+/// A key of keyed state (also a map state's user key).
 pub trait StateKey: Serialize + DeserializeOwned + Clone + Eq + std::hash::Hash + Send + 'static {}
 impl<T: Serialize + DeserializeOwned + Clone + Eq + std::hash::Hash + Send + 'static> StateKey for T {}
+
+/// A namespace: `()` outside windows, the window inside them.
+pub trait StateNamespace: StateKey {}
+impl<T: StateKey> StateNamespace for T {}
 
 /// A value kept in keyed state.
 pub trait StateValue: Serialize + DeserializeOwned + Clone + Send + 'static {}
@@ -55,8 +69,11 @@ pub enum StateError {
     /// The key does not serialize.
     #[error(transparent)]
     Key(#[from] KeyEncodingError),
-    /// A state name was registered twice with different types, or a snapshot
-    /// holds a state that does not decode as the registered type.
+    /// A key of a group this task does not own: records were routed wrongly.
+    #[error(transparent)]
+    ForeignKeyGroup(#[from] crate::key_grouped_map::ForeignKeyGroup),
+    /// A state was registered twice differently, used with other types, or
+    /// restored from bytes that do not decode as its declared types.
     #[error("state '{name}': {message}")]
     Incompatible {
         /// The state's name.
@@ -64,16 +81,13 @@ pub enum StateError {
         /// What does not fit.
         message: String,
     },
-    /// A key of a group this task does not own: records were routed wrongly.
-    #[error(transparent)]
-    ForeignKeyGroup(#[from] crate::key_grouped_map::ForeignKeyGroup),
     /// RocksDB reported an error.
     #[error("RocksDB state backend: {0}")]
     RocksDb(String),
     /// Reading or writing a snapshot failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// A snapshot file decoded but is not a keyed-state snapshot of this job.
+    /// A snapshot file decoded but cannot be restored here.
     #[error("keyed-state snapshot '{path}' cannot be restored: {message}")]
     BadSnapshot {
         /// The snapshot file.
@@ -81,19 +95,6 @@ pub enum StateError {
         /// Why not.
         message: String,
     },
-}
-
-/// The typed name of a registered value state.
-#[derive(Debug)]
-pub struct ValueStateHandle<V> {
-    index: usize,
-    marker: PhantomData<fn() -> V>,
-}
-
-impl<V> Clone for ValueStateHandle<V> {
-    fn clone(&self) -> Self {
-        Self { index: self.index, marker: PhantomData }
-    }
 }
 
 /// The keyed state of one task (one parallel instance of a keyed operator chain).
@@ -111,8 +112,23 @@ struct CurrentKey<K> {
 }
 
 enum Store<K> {
-    Heap(heap::HeapStore<K>),
-    Rocks(rocks_store::RocksStore),
+    Heap(HeapStore<K>),
+    Rocks(RocksStore),
+}
+
+/// Dispatches one operation to the backend in use: `$heap` runs with
+/// `(store, group, key)` of the current key, `$rocks` with the RocksDB store.
+macro_rules! with_store {
+    ($self:ident, |$heap:ident, $group:ident, $key:ident| $on_heap:expr, |$rocks:ident| $on_rocks:expr) => {{
+        let current = $self.current.as_ref().ok_or(StateError::NoCurrentKey)?;
+        match &mut $self.store {
+            Store::Heap($heap) => {
+                let ($group, $key) = (current.group, &current.key);
+                $on_heap
+            }
+            Store::Rocks($rocks) => $on_rocks,
+        }
+    }};
 }
 
 impl<K: StateKey> KeyedStateBackend<K> {
@@ -123,8 +139,8 @@ impl<K: StateKey> KeyedStateBackend<K> {
         range: KeyGroupRange,
     ) -> Result<Self, StateError> {
         let store = match kind {
-            StateBackendKind::Memory => Store::Heap(heap::HeapStore::new(range)),
-            StateBackendKind::RocksDb { dir } => Store::Rocks(rocks_store::RocksStore::open(dir)?),
+            StateBackendKind::Memory => Store::Heap(HeapStore::new(range)),
+            StateBackendKind::RocksDb { dir } => Store::Rocks(RocksStore::open(dir)?),
         };
         Ok(Self { max_parallelism, range, store, current: None, scratch: Vec::new() })
     }
@@ -132,15 +148,6 @@ impl<K: StateKey> KeyedStateBackend<K> {
     /// The key groups this backend owns.
     pub fn key_group_range(&self) -> KeyGroupRange {
         self.range
-    }
-
-    /// Declares a value state; registering the same name again returns the same state.
-    pub fn register_value<V: StateValue>(&mut self, name: &str) -> Result<ValueStateHandle<V>, StateError> {
-        let index = match &mut self.store {
-            Store::Heap(store) => store.register::<V>(name)?,
-            Store::Rocks(store) => store.register(name)?,
-        };
-        Ok(ValueStateHandle { index, marker: PhantomData })
     }
 
     /// Makes `key` the key that state accesses refer to.
@@ -153,31 +160,284 @@ impl<K: StateKey> KeyedStateBackend<K> {
         Ok(())
     }
 
-    /// The current key's value of `state`.
-    pub fn value<V: StateValue>(&mut self, state: &ValueStateHandle<V>) -> Result<Option<V>, StateError> {
-        let current = self.current.as_ref().ok_or(StateError::NoCurrentKey)?;
+    /// The current key.
+    pub fn current_key(&self) -> Option<&K> {
+        self.current.as_ref().map(|current| &current.key)
+    }
+
+    fn register_single<N: StateNamespace, S: StateValue>(
+        &mut self,
+        name: &str,
+        kind: StateKind,
+    ) -> Result<usize, StateError> {
         match &mut self.store {
-            Store::Heap(store) => store.get::<V>(state.index, current.group, &current.key),
-            Store::Rocks(store) => store.get::<V>(state.index),
+            Store::Heap(store) => store.register(name, kind, SingleTable::<K, N, S>::new),
+            Store::Rocks(store) => store.register(name, kind),
         }
     }
 
-    /// Sets the current key's value of `state`.
-    pub fn update<V: StateValue>(&mut self, state: &ValueStateHandle<V>, value: V) -> Result<(), StateError> {
-        let current = self.current.as_ref().ok_or(StateError::NoCurrentKey)?;
-        match &mut self.store {
-            Store::Heap(store) => store.put::<V>(state.index, current.group, current.key.clone(), value),
-            Store::Rocks(store) => store.put(state.index, &value),
-        }
+    /// Declares a value state; registering a name again returns the same state.
+    pub fn register_value<N: StateNamespace, V: StateValue>(
+        &mut self,
+        name: &str,
+    ) -> Result<ValueState<N, V>, StateError> {
+        let index = self.register_single::<N, V>(name, StateKind::Value)?;
+        Ok(ValueState { index, marker: PhantomData })
     }
 
-    /// Removes the current key's value of `state`.
-    pub fn clear<V: StateValue>(&mut self, state: &ValueStateHandle<V>) -> Result<(), StateError> {
-        let current = self.current.as_ref().ok_or(StateError::NoCurrentKey)?;
-        match &mut self.store {
-            Store::Heap(store) => store.remove::<V>(state.index, current.group, &current.key),
-            Store::Rocks(store) => store.delete(state.index),
-        }
+    /// Declares a list state.
+    pub fn register_list<N: StateNamespace, V: StateValue>(
+        &mut self,
+        name: &str,
+    ) -> Result<ListState<N, V>, StateError> {
+        let index = self.register_single::<N, Vec<V>>(name, StateKind::List)?;
+        Ok(ListState { index, marker: PhantomData })
+    }
+
+    /// Declares a map state.
+    pub fn register_map<N: StateNamespace, UK: StateKey, UV: StateValue>(
+        &mut self,
+        name: &str,
+    ) -> Result<MapState<N, UK, UV>, StateError> {
+        let index = match &mut self.store {
+            Store::Heap(store) => store.register(name, StateKind::Map, MapTable::<K, N, UK, UV>::new)?,
+            Store::Rocks(store) => store.register(name, StateKind::Map)?,
+        };
+        Ok(MapState { index, marker: PhantomData })
+    }
+
+    /// Declares a reducing state folding added values with `reduce`.
+    pub fn register_reducing<N: StateNamespace, V: StateValue>(
+        &mut self,
+        name: &str,
+        reduce: impl Fn(V, V) -> V + Send + Sync + 'static,
+    ) -> Result<ReducingState<N, V>, StateError> {
+        let index = self.register_single::<N, V>(name, StateKind::Reducing)?;
+        Ok(ReducingState { index, reduce: Arc::new(reduce), marker: PhantomData })
+    }
+
+    /// Declares an aggregating state folding added inputs with `function`.
+    pub fn register_aggregating<N: StateNamespace, F>(
+        &mut self,
+        name: &str,
+        function: F,
+    ) -> Result<AggregatingState<N, F>, StateError>
+    where
+        F: AggregateFunction,
+        F::Acc: StateValue,
+    {
+        let index = self.register_single::<N, F::Acc>(name, StateKind::Aggregating)?;
+        Ok(AggregatingState { index, function: Arc::new(function), marker: PhantomData })
+    }
+
+    /// Reads the stored object of a single-object state.
+    fn get_single<N: StateNamespace, S: StateValue>(
+        &mut self,
+        index: usize,
+        namespace: &N,
+    ) -> Result<Option<S>, StateError> {
+        with_store!(self, |heap, group, key| heap.get::<N, S>(index, group, key, namespace), |rocks| rocks
+            .get::<N, S>(index, namespace))
+    }
+
+    /// Read-modify-write of a single-object state (`None` removes it).
+    fn modify_single<N: StateNamespace, S: StateValue, R>(
+        &mut self,
+        index: usize,
+        namespace: &N,
+        update: impl FnOnce(Option<S>) -> (Option<S>, R),
+    ) -> Result<R, StateError> {
+        with_store!(self, |heap, group, key| heap.modify(index, group, key, namespace, update), |rocks| rocks
+            .modify(index, namespace, update))
+    }
+
+    /// The value of the current key in `namespace`.
+    pub fn value<N: StateNamespace, V: StateValue>(
+        &mut self,
+        state: &ValueState<N, V>,
+        namespace: &N,
+    ) -> Result<Option<V>, StateError> {
+        self.get_single(state.index, namespace)
+    }
+
+    /// Sets the value of the current key in `namespace`.
+    pub fn set_value<N: StateNamespace, V: StateValue>(
+        &mut self,
+        state: &ValueState<N, V>,
+        namespace: &N,
+        value: V,
+    ) -> Result<(), StateError> {
+        self.modify_single(state.index, namespace, |_: Option<V>| (Some(value), ()))
+    }
+
+    /// The list of the current key in `namespace` (empty if none).
+    pub fn list<N: StateNamespace, V: StateValue>(
+        &mut self,
+        state: &ListState<N, V>,
+        namespace: &N,
+    ) -> Result<Vec<V>, StateError> {
+        Ok(self.get_single::<N, Vec<V>>(state.index, namespace)?.unwrap_or_default())
+    }
+
+    /// Appends to the list of the current key in `namespace`.
+    pub fn list_add<N: StateNamespace, V: StateValue>(
+        &mut self,
+        state: &ListState<N, V>,
+        namespace: &N,
+        value: V,
+    ) -> Result<(), StateError> {
+        self.modify_single(state.index, namespace, |list: Option<Vec<V>>| {
+            let mut list = list.unwrap_or_default();
+            list.push(value);
+            (Some(list), ())
+        })
+    }
+
+    /// Replaces the list of the current key in `namespace` (empty removes it).
+    pub fn list_set<N: StateNamespace, V: StateValue>(
+        &mut self,
+        state: &ListState<N, V>,
+        namespace: &N,
+        values: Vec<V>,
+    ) -> Result<(), StateError> {
+        self.modify_single(state.index, namespace, |_: Option<Vec<V>>| ((!values.is_empty()).then_some(values), ()))
+    }
+
+    /// The value under `user_key` in the current key's map in `namespace`.
+    pub fn map_get<N: StateNamespace, UK: StateKey, UV: StateValue>(
+        &mut self,
+        state: &MapState<N, UK, UV>,
+        namespace: &N,
+        user_key: &UK,
+    ) -> Result<Option<UV>, StateError> {
+        let index = state.index;
+        with_store!(
+            self,
+            |heap, group, key| heap.map(index, group, key, namespace, |map: &mut hashbrown::HashMap<UK, UV>| {
+                map.get(user_key).cloned()
+            }),
+            |rocks| rocks.map_get(index, namespace, user_key)
+        )
+    }
+
+    /// Puts `user_key → user_value` into the current key's map in `namespace`.
+    pub fn map_put<N: StateNamespace, UK: StateKey, UV: StateValue>(
+        &mut self,
+        state: &MapState<N, UK, UV>,
+        namespace: &N,
+        user_key: UK,
+        user_value: UV,
+    ) -> Result<(), StateError> {
+        let index = state.index;
+        with_store!(
+            self,
+            |heap, group, key| heap.map(index, group, key, namespace, |map| {
+                map.insert(user_key, user_value);
+            }),
+            |rocks| rocks.map_put(index, namespace, &user_key, Some(&user_value))
+        )
+    }
+
+    /// Removes `user_key` from the current key's map in `namespace`.
+    pub fn map_remove<N: StateNamespace, UK: StateKey, UV: StateValue>(
+        &mut self,
+        state: &MapState<N, UK, UV>,
+        namespace: &N,
+        user_key: &UK,
+    ) -> Result<(), StateError> {
+        let index = state.index;
+        with_store!(
+            self,
+            |heap, group, key| heap.map(index, group, key, namespace, |map: &mut hashbrown::HashMap<UK, UV>| {
+                map.remove(user_key);
+            }),
+            |rocks| rocks.map_put::<N, UK, UV>(index, namespace, user_key, None)
+        )
+    }
+
+    /// Every entry of the current key's map in `namespace`, in no particular order.
+    pub fn map_entries<N: StateNamespace, UK: StateKey, UV: StateValue>(
+        &mut self,
+        state: &MapState<N, UK, UV>,
+        namespace: &N,
+    ) -> Result<Vec<(UK, UV)>, StateError> {
+        let index = state.index;
+        with_store!(
+            self,
+            |heap, group, key| heap.map(index, group, key, namespace, |map: &mut hashbrown::HashMap<UK, UV>| {
+                map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+            }),
+            |rocks| rocks.map_entries(index, namespace)
+        )
+    }
+
+    /// The reduced value of the current key in `namespace`.
+    pub fn reducing_get<N: StateNamespace, V: StateValue>(
+        &mut self,
+        state: &ReducingState<N, V>,
+        namespace: &N,
+    ) -> Result<Option<V>, StateError> {
+        self.get_single(state.index, namespace)
+    }
+
+    /// Reduces `value` into the current key's value in `namespace`.
+    pub fn reducing_add<N: StateNamespace, V: StateValue>(
+        &mut self,
+        state: &ReducingState<N, V>,
+        namespace: &N,
+        value: V,
+    ) -> Result<(), StateError> {
+        let reduce = state.reduce.clone();
+        self.modify_single(state.index, namespace, move |current: Option<V>| {
+            let reduced = match current {
+                Some(current) => reduce(current, value),
+                None => value,
+            };
+            (Some(reduced), ())
+        })
+    }
+
+    /// The aggregate's result for the current key in `namespace`.
+    pub fn aggregating_get<N: StateNamespace, F>(
+        &mut self,
+        state: &AggregatingState<N, F>,
+        namespace: &N,
+    ) -> Result<Option<F::Out>, StateError>
+    where
+        F: AggregateFunction,
+        F::Acc: StateValue,
+    {
+        let accumulator = self.get_single::<N, F::Acc>(state.index, namespace)?;
+        Ok(accumulator.map(|accumulator| state.function.result(&accumulator)))
+    }
+
+    /// Adds `input` to the current key's accumulator in `namespace`.
+    pub fn aggregating_add<N: StateNamespace, F>(
+        &mut self,
+        state: &AggregatingState<N, F>,
+        namespace: &N,
+        input: F::In,
+    ) -> Result<(), StateError>
+    where
+        F: AggregateFunction,
+        F::Acc: StateValue,
+    {
+        let function = state.function.clone();
+        self.modify_single(state.index, namespace, move |accumulator: Option<F::Acc>| {
+            let mut accumulator = accumulator.unwrap_or_else(|| function.create_accumulator());
+            function.add(&mut accumulator, input);
+            (Some(accumulator), ())
+        })
+    }
+
+    /// Removes the current key's entry of `state` in `namespace`.
+    pub fn clear<H: StateHandle>(&mut self, state: &H, namespace: &H::Namespace) -> Result<(), StateError>
+    where
+        H::Namespace: StateNamespace,
+    {
+        let index = state.index();
+        with_store!(self, |heap, group, key| heap.clear(index, group, key, namespace), |rocks| rocks
+            .clear(index, namespace))
     }
 
     /// Writes a full snapshot of every key group of the range to `path`.

@@ -1,31 +1,44 @@
-//! The RocksDB backend: one instance per task, a column family per state,
-//! keys laid out `key group (2 bytes, big-endian) | postcard(key)`, so the
-//! entries of a key group form one contiguous key range.
+//! The RocksDB backend: one instance per task, a column family per state.
+//!
+//! Key layout: `key group (2 bytes, big-endian) | postcard(key) |
+//! postcard(namespace)`, plus `| postcard(user key)` for map state, so that a
+//! key group, a key, and one key's namespace are each one contiguous key
+//! range. Values are `postcard` of the stored object (map state: of the user
+//! value). postcard encodings are self-delimiting, so no two different
+//! prefixes collide.
 
 use std::path::{Path, PathBuf};
 
-use rocksdb::{DB, IteratorMode, WriteOptions};
+use rocksdb::{DB, Direction, IteratorMode, WriteOptions};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use weir_common::KeyGroup;
 
 use super::snapshot::SnapshotWriter;
-use super::{StateError, StateValue};
+use super::{StateError, StateKind};
 use crate::rocks::db_options;
 
 pub(super) struct RocksStore {
     db: DB,
     dir: PathBuf,
-    /// Column family names, by state index.
+    /// Column family names and kinds, by state index.
     names: Vec<String>,
+    kinds: Vec<StateKind>,
     /// `key group | key` of the current key.
     current_key: Vec<u8>,
+    /// `current key | namespace [| user key]` of the access in progress.
+    full_key: Vec<u8>,
     value_buffer: Vec<u8>,
     /// State is rebuilt from snapshots after a failure, never from RocksDB's
     /// own log, so writes skip the write-ahead log (as Flink does).
     write_options: WriteOptions,
 }
 
-fn rocks_error(dir: &Path, error: rocksdb::Error) -> StateError {
-    StateError::RocksDb(format!("instance in '{}': {error}", dir.display()))
+fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>, what: &str) -> Result<(), StateError> {
+    postcard::to_io(value, out).map(|_| ()).map_err(|error| StateError::Incompatible {
+        name: what.to_owned(),
+        message: format!("does not serialize: {error}"),
+    })
 }
 
 impl RocksStore {
@@ -45,29 +58,46 @@ impl RocksStore {
             db,
             dir: dir.to_path_buf(),
             names: Vec::new(),
+            kinds: Vec::new(),
             current_key: Vec::new(),
+            full_key: Vec::new(),
             value_buffer: Vec::new(),
             write_options,
         })
     }
 
-    pub(super) fn register(&mut self, name: &str) -> Result<usize, StateError> {
+    pub(super) fn register(&mut self, name: &str, kind: StateKind) -> Result<usize, StateError> {
         if let Some(index) = self.names.iter().position(|known| known == name) {
+            if self.kinds[index] != kind {
+                return Err(StateError::Incompatible {
+                    name: name.to_owned(),
+                    message: format!("registered as {:?}, then as {kind:?}", self.kinds[index]),
+                });
+            }
             return Ok(index);
         }
         if self.db.cf_handle(name).is_none() {
             self.db.create_cf(name, &db_options()).map_err(|error| rocks_error(&self.dir, error))?;
         }
         self.names.push(name.to_owned());
+        self.kinds.push(kind);
         Ok(self.names.len() - 1)
     }
 
-    pub(super) fn set_current_key<K: serde::Serialize>(&mut self, group: KeyGroup, key: &K) -> Result<(), StateError> {
+    pub(super) fn set_current_key<K: Serialize>(&mut self, group: KeyGroup, key: &K) -> Result<(), StateError> {
         self.current_key.clear();
         self.current_key.extend_from_slice(&group.0.to_be_bytes());
-        let buffer = std::mem::take(&mut self.current_key);
-        self.current_key =
-            postcard::to_extend(key, buffer).map_err(|source| weir_common::KeyEncodingError { source })?;
+        encode(key, &mut self.current_key, "the current key")
+    }
+
+    /// Sets `full_key` to `current key | namespace [| user key]`.
+    fn compose<N: Serialize, UK: Serialize>(&mut self, namespace: &N, user_key: Option<&UK>) -> Result<(), StateError> {
+        self.full_key.clear();
+        self.full_key.extend_from_slice(&self.current_key);
+        encode(namespace, &mut self.full_key, "a namespace")?;
+        if let Some(user_key) = user_key {
+            encode(user_key, &mut self.full_key, "a map key")?;
+        }
         Ok(())
     }
 
@@ -77,34 +107,117 @@ impl RocksStore {
             .ok_or_else(|| StateError::RocksDb(format!("column family '{}' vanished", self.names[index])))
     }
 
-    pub(super) fn get<V: StateValue>(&mut self, index: usize) -> Result<Option<V>, StateError> {
+    /// Decodes exactly one `T`; leftover bytes mean another type was stored.
+    fn decode<T: DeserializeOwned>(&self, index: usize, bytes: &[u8]) -> Result<T, StateError> {
+        let incompatible = |message: String| StateError::Incompatible { name: self.names[index].clone(), message };
+        let type_name = std::any::type_name::<T>();
+        let (value, rest) = postcard::take_from_bytes(bytes)
+            .map_err(|error| incompatible(format!("a stored value does not decode as {type_name}: {error}")))?;
+        if !rest.is_empty() {
+            return Err(incompatible(format!(
+                "a stored value does not decode as {type_name}: {} bytes left over",
+                rest.len()
+            )));
+        }
+        Ok(value)
+    }
+
+    /// Reads the value at `full_key`.
+    fn read<T: DeserializeOwned>(&self, index: usize) -> Result<Option<T>, StateError> {
         let column = self.column(index)?;
-        let Some(bytes) = self.db.get_pinned_cf(column, &self.current_key).map_err(|e| rocks_error(&self.dir, e))?
-        else {
-            return Ok(None);
+        match self.db.get_pinned_cf(column, &self.full_key).map_err(|error| rocks_error(&self.dir, error))? {
+            Some(bytes) => self.decode(index, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes (or with `None` deletes) the value at `full_key`.
+    fn write<T: Serialize>(&mut self, index: usize, value: Option<&T>) -> Result<(), StateError> {
+        let column = self.db.cf_handle(&self.names[index]);
+        let column =
+            column.ok_or_else(|| StateError::RocksDb(format!("column family '{}' vanished", self.names[index])))?;
+        let result = match value {
+            Some(value) => {
+                self.value_buffer.clear();
+                encode(value, &mut self.value_buffer, &self.names[index])?;
+                self.db.put_cf_opt(column, &self.full_key, &self.value_buffer, &self.write_options)
+            }
+            None => self.db.delete_cf_opt(column, &self.full_key, &self.write_options),
         };
-        postcard::from_bytes(&bytes).map(Some).map_err(|error| StateError::Incompatible {
-            name: self.names[index].clone(),
-            message: format!("a stored value does not decode as {}: {error}", std::any::type_name::<V>()),
-        })
+        result.map_err(|error| rocks_error(&self.dir, error))
     }
 
-    pub(super) fn put<V: StateValue>(&mut self, index: usize, value: &V) -> Result<(), StateError> {
-        self.value_buffer.clear();
-        postcard::to_io(value, &mut self.value_buffer).map_err(|error| StateError::Incompatible {
-            name: self.names[index].clone(),
-            message: format!("a value does not serialize: {error}"),
-        })?;
-        let column = self.column(index)?;
-        self.db
-            .put_cf_opt(column, &self.current_key, &self.value_buffer, &self.write_options)
-            .map_err(|error| rocks_error(&self.dir, error))
+    pub(super) fn get<N: Serialize, S: DeserializeOwned>(
+        &mut self,
+        index: usize,
+        namespace: &N,
+    ) -> Result<Option<S>, StateError> {
+        self.compose::<N, ()>(namespace, None)?;
+        self.read(index)
     }
 
-    pub(super) fn delete(&mut self, index: usize) -> Result<(), StateError> {
+    pub(super) fn modify<N: Serialize, S: Serialize + DeserializeOwned, R>(
+        &mut self,
+        index: usize,
+        namespace: &N,
+        update: impl FnOnce(Option<S>) -> (Option<S>, R),
+    ) -> Result<R, StateError> {
+        self.compose::<N, ()>(namespace, None)?;
+        let (updated, result) = update(self.read(index)?);
+        self.write(index, updated.as_ref())?;
+        Ok(result)
+    }
+
+    pub(super) fn map_get<N: Serialize, UK: Serialize, UV: DeserializeOwned>(
+        &mut self,
+        index: usize,
+        namespace: &N,
+        user_key: &UK,
+    ) -> Result<Option<UV>, StateError> {
+        self.compose(namespace, Some(user_key))?;
+        self.read(index)
+    }
+
+    pub(super) fn map_put<N: Serialize, UK: Serialize, UV: Serialize>(
+        &mut self,
+        index: usize,
+        namespace: &N,
+        user_key: &UK,
+        user_value: Option<&UV>,
+    ) -> Result<(), StateError> {
+        self.compose(namespace, Some(user_key))?;
+        self.write(index, user_value)
+    }
+
+    pub(super) fn map_entries<N: Serialize, UK: DeserializeOwned, UV: DeserializeOwned>(
+        &mut self,
+        index: usize,
+        namespace: &N,
+    ) -> Result<Vec<(UK, UV)>, StateError> {
+        self.compose::<N, ()>(namespace, None)?;
+        let column = self.column(index)?;
+        let mut entries = Vec::new();
+        for entry in self.db.iterator_cf(column, IteratorMode::From(&self.full_key, Direction::Forward)) {
+            let (key, value) = entry.map_err(|error| rocks_error(&self.dir, error))?;
+            let Some(user_key) = key.strip_prefix(self.full_key.as_slice()) else {
+                break;
+            };
+            entries.push((self.decode(index, user_key)?, self.decode(index, &value)?));
+        }
+        Ok(entries)
+    }
+
+    pub(super) fn clear<N: Serialize>(&mut self, index: usize, namespace: &N) -> Result<(), StateError> {
+        self.compose::<N, ()>(namespace, None)?;
+        if self.kinds[index] != StateKind::Map {
+            return self.write::<()>(index, None);
+        }
+        // Keys start with a key group below 2^15, so a prefix is never all 0xFF.
+        let end = prefix_end(&self.full_key)
+            .ok_or_else(|| StateError::RocksDb("a map's key prefix has no successor".into()))?;
         let column = self.column(index)?;
         self.db
-            .delete_cf_opt(column, &self.current_key, &self.write_options)
+            .delete_range_cf_opt(column, &self.full_key, &end, &self.write_options)
             .map_err(|error| rocks_error(&self.dir, error))
     }
 
@@ -120,6 +233,8 @@ impl RocksStore {
         Ok(())
     }
 
+    /// Loads one snapshot entry into the state's column family (created if
+    /// needed); the state's kind is recorded when an operator registers it.
     pub(super) fn restore_entry(
         &mut self,
         name: &str,
@@ -127,18 +242,49 @@ impl RocksStore {
         key: &[u8],
         value: &[u8],
     ) -> Result<(), StateError> {
-        let index = self.register(name)?;
+        if self.db.cf_handle(name).is_none() {
+            self.db.create_cf(name, &db_options()).map_err(|error| rocks_error(&self.dir, error))?;
+        }
+        let column =
+            self.db.cf_handle(name).ok_or_else(|| StateError::RocksDb(format!("column family '{name}' vanished")))?;
         let mut full_key = Vec::with_capacity(2 + key.len());
         full_key.extend_from_slice(&group.0.to_be_bytes());
         full_key.extend_from_slice(key);
-        let column = self.column(index)?;
         self.db.put_cf_opt(column, &full_key, value, &self.write_options).map_err(|error| rocks_error(&self.dir, error))
     }
+}
+
+fn rocks_error(dir: &Path, error: rocksdb::Error) -> StateError {
+    StateError::RocksDb(format!("instance in '{}': {error}", dir.display()))
+}
+
+/// The smallest key greater than every key starting with `prefix`, if any.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }
 
 fn split_group(key: &[u8]) -> Result<(KeyGroup, &[u8]), StateError> {
     match key {
         [high, low, rest @ ..] => Ok((KeyGroup(u16::from_be_bytes([*high, *low])), rest)),
         _ => Err(StateError::RocksDb("a stored key is shorter than its key-group prefix".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn prefix_end_is_the_next_prefix() {
+        assert_eq!(prefix_end(&[1, 2, 3]), Some(vec![1, 2, 4]));
+        assert_eq!(prefix_end(&[1, 0xFF]), Some(vec![2]));
+        assert_eq!(prefix_end(&[0xFF, 0xFF]), None);
     }
 }
