@@ -186,6 +186,17 @@ fn kind_for(rocks: bool, root: std::path::PathBuf) -> impl Fn(usize) -> StateBac
 }
 
 fn run(ops: Vec<(u8, u8, Op)>, m: usize, n: usize, rocks_before: bool, rocks_after: bool) -> Result<(), TestCaseError> {
+    run_with(ops, m, n, rocks_before, rocks_after, false)
+}
+
+fn run_with(
+    ops: Vec<(u8, u8, Op)>,
+    m: usize,
+    n: usize,
+    rocks_before: bool,
+    rocks_after: bool,
+    incremental: bool,
+) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().expect("temp dir");
     let storage = LocalDirStorage::new(dir.path().join("checkpoints"));
     let max = MaxParallelism::new(64).expect("valid");
@@ -206,7 +217,12 @@ fn run(ops: Vec<(u8, u8, Op)>, m: usize, n: usize, rocks_before: bool, rocks_aft
         .enumerate()
         .map(|(index, backend)| {
             let path = StoragePath::new(format!("chk-1/subtask-{index}")).expect("valid path");
-            backend.snapshot(&storage, &path).expect("snapshot")
+            if incremental {
+                let shared = StoragePath::new("shared").expect("valid path");
+                backend.snapshot_incremental(&storage, &path, &shared).expect("snapshot").snapshot
+            } else {
+                backend.snapshot(&storage, &path).expect("snapshot")
+            }
         })
         .collect();
     drop(before);
@@ -246,6 +262,13 @@ proptest! {
     #[test]
     fn rocksdb_state_restores_at_any_parallelism(ops in ops(), m in 1usize..=8, n in 1usize..=8) {
         run(ops, m, n, true, true)?;
+    }
+
+    #[test]
+    fn incremental_rocksdb_snapshots_restore_at_any_parallelism_and_backend(
+        ops in ops(), m in 1usize..=8, n in 1usize..=8, to_rocks: bool,
+    ) {
+        run_with(ops, m, n, true, to_rocks, true)?;
     }
 
     #[test]

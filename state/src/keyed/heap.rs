@@ -242,6 +242,26 @@ impl<K: StateKey> HeapStore<K> {
         Ok(result)
     }
 
+    /// Stores `value` for `(key, namespace)`, replacing any earlier one.
+    pub(super) fn put<N: StateNamespace, S: StateValue>(
+        &mut self,
+        index: usize,
+        group: KeyGroup,
+        key: &K,
+        namespace: &N,
+        value: S,
+    ) -> Result<(), StateError> {
+        let table = self.table::<SingleTable<K, N, S>>(index)?;
+        let entries = table.entries.group_mut(group)?;
+        match entries.get_mut(&KeyNs(key, namespace)) {
+            Some(slot) => *slot = value,
+            None => {
+                entries.insert((key.clone(), namespace.clone()), value);
+            }
+        }
+        Ok(())
+    }
+
     /// The stored object of `(key, namespace)`, cloned.
     pub(super) fn get<N: StateNamespace, S: StateValue>(
         &mut self,

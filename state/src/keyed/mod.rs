@@ -10,11 +10,14 @@
 //! write the same canonical full-snapshot format ([`snapshot`]), so a snapshot
 //! taken with one restores into the other.
 //!
-//! Not built yet (rest of the keyed-state issue): TTL, timers, incremental
-//! RocksDB snapshots, and the wiring into the runtime's operators.
+//! The RocksDB backend also takes incremental snapshots ([`incremental`]).
+//!
+//! Not built yet (rest of the keyed-state issue): TTL, timers, and the
+//! wiring into the runtime's operators.
 
 mod handles;
 mod heap;
+pub mod incremental;
 mod rocks_store;
 pub mod snapshot;
 
@@ -31,6 +34,7 @@ pub use handles::{
     ValueState,
 };
 use heap::{HeapStore, MapTable, SingleTable};
+pub use incremental::{IncrementalSnapshot, SnapshotOutcome};
 use rocks_store::RocksStore;
 pub use snapshot::KeyedSnapshot;
 
@@ -267,7 +271,10 @@ impl<K: StateKey> KeyedStateBackend<K> {
         namespace: &N,
         value: V,
     ) -> Result<(), StateError> {
-        self.modify_single(state.index, namespace, |_: Option<V>| (Some(value), ()))
+        let index = state.index;
+        // A blind write: no read of the old value.
+        with_store!(self, |heap, group, key| heap.put(index, group, key, namespace, value), |rocks| rocks
+            .put(index, namespace, &value))
     }
 
     /// The list of the current key in `namespace` (empty if none).
@@ -452,26 +459,98 @@ impl<K: StateKey> KeyedStateBackend<K> {
             Store::Rocks(store) => store.write_snapshot(&mut writer)?,
         }
         let file = storage.write(path, &writer.finish()?)?;
-        Ok(KeyedSnapshot { file, range: self.range })
+        Ok(KeyedSnapshot::Full { file, range: self.range })
+    }
+
+    /// Takes an incremental snapshot: with RocksDB, uploads only the SST files
+    /// that no confirmed snapshot holds (to `shared_dir`) plus the checkpoint's
+    /// small files (to `private_dir`); the memory backend writes a full
+    /// snapshot to `private_dir/keyed-state`.
+    pub fn snapshot_incremental(
+        &mut self,
+        storage: &dyn CheckpointStorage,
+        private_dir: &StoragePath,
+        shared_dir: &StoragePath,
+    ) -> Result<SnapshotOutcome, StateError> {
+        let range = self.range;
+        if let Store::Rocks(store) = &mut self.store {
+            let (snapshot, uploaded_bytes) = store.snapshot_incremental(storage, private_dir, shared_dir, range)?;
+            return Ok(SnapshotOutcome { snapshot: KeyedSnapshot::Incremental(snapshot), uploaded_bytes });
+        }
+        let snapshot = self.snapshot(storage, &private_dir.join("keyed-state")?)?;
+        let uploaded_bytes = match &snapshot {
+            KeyedSnapshot::Full { file, .. } => file.size,
+            KeyedSnapshot::Incremental(_) => 0,
+        };
+        Ok(SnapshotOutcome { snapshot, uploaded_bytes })
+    }
+
+    /// Records that `snapshot` completed (its checkpoint is retained), so
+    /// later incremental snapshots may share its files.
+    pub fn confirm(&mut self, snapshot: &KeyedSnapshot) {
+        if let (Store::Rocks(store), KeyedSnapshot::Incremental(snapshot)) = (&mut self.store, snapshot) {
+            store.confirm(snapshot);
+        }
     }
 
     /// Loads the key groups of this backend's range from `snapshots`, which
-    /// may have been taken at any parallelism; groups outside the range are
-    /// not read. Call on an empty backend, before registering states.
+    /// may have been taken at any parallelism and with either backend; groups
+    /// outside the range are not read. Call on an empty backend, before
+    /// registering states.
     pub fn restore(&mut self, storage: &dyn CheckpointStorage, snapshots: &[KeyedSnapshot]) -> Result<(), StateError> {
-        for snapshot in snapshots {
-            if !snapshot::overlaps(snapshot.range, self.range) {
-                continue;
+        let range = self.range;
+        let overlapping: Vec<&KeyedSnapshot> =
+            snapshots.iter().filter(|snapshot| snapshot::overlaps(snapshot.range(), range)).collect();
+        // Same key groups, same backend: the snapshot's files become the instance.
+        let reusable = match (overlapping.as_slice(), &self.store) {
+            ([KeyedSnapshot::Incremental(only)], Store::Rocks(store)) if only.range == range => {
+                Some((only, store.dir().to_path_buf()))
             }
-            let bytes = storage.read(&snapshot.file)?;
-            let reader = snapshot::SnapshotReader::parse(&bytes, &snapshot.file.path, self.max_parallelism)?;
-            for group in self.range.iter() {
-                for entry in reader.entries_of(group)? {
-                    let (state, key, value) = entry?;
-                    match &mut self.store {
-                        Store::Heap(store) => store.restore_entry(state, group, key, value)?,
-                        Store::Rocks(store) => store.restore_entry(state, group, key, value)?,
-                    }
+            _ => None,
+        };
+        if let Some((only, dir)) = reusable {
+            // Close the current instance first: RocksDB locks its directory.
+            self.store = Store::Heap(HeapStore::new(range));
+            return match RocksStore::open_restored(&dir, storage, only) {
+                Ok(restored) => {
+                    self.store = Store::Rocks(restored);
+                    Ok(())
+                }
+                Err(error) => {
+                    // Leave an empty RocksDB backend, never a different kind.
+                    self.store = Store::Rocks(RocksStore::open(&dir)?);
+                    Err(error)
+                }
+            };
+        }
+        for snapshot in overlapping {
+            match snapshot {
+                KeyedSnapshot::Full { file, .. } => self.restore_full(storage, file)?,
+                KeyedSnapshot::Incremental(snapshot) => {
+                    let store = &mut self.store;
+                    incremental::read_range(storage, snapshot, range, &mut |state, group, key, value| match store {
+                        Store::Heap(store) => store.restore_entry(state, group, key, value),
+                        Store::Rocks(store) => store.restore_entry(state, group, key, value),
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn restore_full(
+        &mut self,
+        storage: &dyn CheckpointStorage,
+        file: &crate::storage::FileHandle,
+    ) -> Result<(), StateError> {
+        let bytes = storage.read(file)?;
+        let reader = snapshot::SnapshotReader::parse(&bytes, &file.path, self.max_parallelism)?;
+        for group in self.range.iter() {
+            for entry in reader.entries_of(group)? {
+                let (state, key, value) = entry?;
+                match &mut self.store {
+                    Store::Heap(store) => store.restore_entry(state, group, key, value)?,
+                    Store::Rocks(store) => store.restore_entry(state, group, key, value)?,
                 }
             }
         }

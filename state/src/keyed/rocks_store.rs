@@ -7,16 +7,20 @@
 //! value). postcard encodings are self-delimiting, so no two different
 //! prefixes collide.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use rocksdb::checkpoint::Checkpoint;
 use rocksdb::{DB, Direction, IteratorMode, WriteOptions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use weir_common::KeyGroup;
 
+use super::incremental::{self, IncrementalSnapshot, io_error, split_group};
 use super::snapshot::SnapshotWriter;
 use super::{StateError, StateKind};
 use crate::rocks::db_options;
+use crate::storage::{CheckpointStorage, FileHandle, StoragePath};
 
 pub(super) struct RocksStore {
     db: DB,
@@ -32,6 +36,11 @@ pub(super) struct RocksStore {
     /// State is rebuilt from snapshots after a failure, never from RocksDB's
     /// own log, so writes skip the write-ahead log (as Flink does).
     write_options: WriteOptions,
+    /// SST files that confirmed snapshots (or the restored one) hold in
+    /// storage: an incremental snapshot refers to them instead of uploading.
+    uploaded: HashMap<String, FileHandle>,
+    /// Numbers the local checkpoint directories.
+    checkpoints_taken: u64,
 }
 
 fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>, what: &str) -> Result<(), StateError> {
@@ -44,17 +53,36 @@ fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>, what: &str) -> Re
 impl RocksStore {
     /// A fresh instance in `dir`; whatever an earlier run left there is removed.
     pub(super) fn open(dir: &Path) -> Result<Self, StateError> {
-        let io_error = |error: std::io::Error| {
-            StateError::RocksDb(format!("cannot prepare the working directory '{}': {error}", dir.display()))
-        };
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).map_err(io_error)?;
-        }
-        std::fs::create_dir_all(dir).map_err(io_error)?;
+        prepare_empty(dir)?;
         let db = DB::open(&db_options(), dir).map_err(|error| rocks_error(dir, error))?;
+        Ok(Self::around(db, dir, HashMap::new()))
+    }
+
+    /// An instance made of the files of `snapshot`, whose key groups are
+    /// exactly this task's. Its stored SST files are remembered, so the next
+    /// incremental snapshot uploads only what changed since.
+    pub(super) fn open_restored(
+        dir: &Path,
+        storage: &dyn CheckpointStorage,
+        snapshot: &IncrementalSnapshot,
+    ) -> Result<Self, StateError> {
+        prepare_empty(dir)?;
+        incremental::download(storage, snapshot, dir)?;
+        // A new identity, so that this instance's new SST files never take the
+        // stored names of another instance restored from the same snapshot.
+        let identity = dir.join("IDENTITY");
+        if identity.exists() {
+            std::fs::remove_file(&identity).map_err(|error| io_error(&identity, error))?;
+        }
+        let columns = DB::list_cf(&db_options(), dir).map_err(|error| rocks_error(dir, error))?;
+        let db = DB::open_cf(&db_options(), dir, &columns).map_err(|error| rocks_error(dir, error))?;
+        Ok(Self::around(db, dir, snapshot.shared.iter().cloned().collect()))
+    }
+
+    fn around(db: DB, dir: &Path, uploaded: HashMap<String, FileHandle>) -> Self {
         let mut write_options = WriteOptions::default();
         write_options.disable_wal(true);
-        Ok(Self {
+        Self {
             db,
             dir: dir.to_path_buf(),
             names: Vec::new(),
@@ -63,7 +91,51 @@ impl RocksStore {
             full_key: Vec::new(),
             value_buffer: Vec::new(),
             write_options,
-        })
+            uploaded,
+            checkpoints_taken: 0,
+        }
+    }
+
+    /// The instance's working directory.
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Takes a RocksDB checkpoint and uploads what storage does not hold yet.
+    pub(super) fn snapshot_incremental(
+        &mut self,
+        storage: &dyn CheckpointStorage,
+        private_dir: &StoragePath,
+        shared_dir: &StoragePath,
+        range: weir_common::KeyGroupRange,
+    ) -> Result<(IncrementalSnapshot, u64), StateError> {
+        let identity_path = self.dir.join("IDENTITY");
+        let identity = std::fs::read_to_string(&identity_path).map_err(|error| io_error(&identity_path, error))?;
+        let identity: String = identity.trim().chars().filter(char::is_ascii_alphanumeric).collect();
+        self.checkpoints_taken += 1;
+        let local = self.dir.with_extension(format!("checkpoint-{}", self.checkpoints_taken));
+        if local.exists() {
+            std::fs::remove_dir_all(&local).map_err(|error| io_error(&local, error))?;
+        }
+        // The write-ahead log is off: memtables must reach SST files first.
+        for name in std::iter::once("default").chain(self.names.iter().map(String::as_str)) {
+            if let Some(column) = self.db.cf_handle(name) {
+                self.db.flush_cf(column).map_err(|error| rocks_error(&self.dir, error))?;
+            }
+        }
+        Checkpoint::new(&self.db)
+            .and_then(|checkpoint| checkpoint.create_checkpoint(&local))
+            .map_err(|error| rocks_error(&self.dir, error))?;
+        let result =
+            incremental::upload_checkpoint(storage, &local, &identity, &self.uploaded, private_dir, shared_dir, range);
+        let _ = std::fs::remove_dir_all(&local);
+        result
+    }
+
+    /// Records that `snapshot` completed: its SST files may be referred to
+    /// by later snapshots.
+    pub(super) fn confirm(&mut self, snapshot: &IncrementalSnapshot) {
+        self.uploaded.extend(snapshot.shared.iter().cloned());
     }
 
     pub(super) fn register(&mut self, name: &str, kind: StateKind) -> Result<usize, StateError> {
@@ -154,6 +226,16 @@ impl RocksStore {
     ) -> Result<Option<S>, StateError> {
         self.compose::<N, ()>(namespace, None)?;
         self.read(index)
+    }
+
+    pub(super) fn put<N: Serialize, S: Serialize>(
+        &mut self,
+        index: usize,
+        namespace: &N,
+        value: &S,
+    ) -> Result<(), StateError> {
+        self.compose::<N, ()>(namespace, None)?;
+        self.write(index, Some(value))
     }
 
     pub(super) fn modify<N: Serialize, S: Serialize + DeserializeOwned, R>(
@@ -254,6 +336,14 @@ impl RocksStore {
     }
 }
 
+/// Makes `dir` an empty directory.
+fn prepare_empty(dir: &Path) -> Result<(), StateError> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|error| io_error(dir, error))?;
+    }
+    std::fs::create_dir_all(dir).map_err(|error| io_error(dir, error))
+}
+
 fn rocks_error(dir: &Path, error: rocksdb::Error) -> StateError {
     StateError::RocksDb(format!("instance in '{}': {error}", dir.display()))
 }
@@ -268,13 +358,6 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
         }
     }
     None
-}
-
-fn split_group(key: &[u8]) -> Result<(KeyGroup, &[u8]), StateError> {
-    match key {
-        [high, low, rest @ ..] => Ok((KeyGroup(u16::from_be_bytes([*high, *low])), rest)),
-        _ => Err(StateError::RocksDb("a stored key is shorter than its key-group prefix".into())),
-    }
 }
 
 #[cfg(test)]

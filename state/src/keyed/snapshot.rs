@@ -22,13 +22,28 @@ use crate::storage::{FileHandle, StoragePath};
 
 const MAGIC: [u8; 8] = *b"WEIRKS01";
 
-/// A snapshot of one task's keyed state: the file and the key groups in it.
+/// A snapshot of one task's keyed state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyedSnapshot {
-    /// The snapshot file in checkpoint storage.
-    pub file: FileHandle,
-    /// The key groups the file holds.
-    pub range: KeyGroupRange,
+pub enum KeyedSnapshot {
+    /// The canonical format of this module: one file.
+    Full {
+        /// The snapshot file in checkpoint storage.
+        file: FileHandle,
+        /// The key groups the file holds.
+        range: KeyGroupRange,
+    },
+    /// The files of a RocksDB checkpoint (see `keyed::incremental`).
+    Incremental(crate::keyed::incremental::IncrementalSnapshot),
+}
+
+impl KeyedSnapshot {
+    /// The key groups the snapshot holds.
+    pub fn range(&self) -> KeyGroupRange {
+        match self {
+            Self::Full { range, .. } => *range,
+            Self::Incremental(snapshot) => snapshot.range,
+        }
+    }
 }
 
 /// Whether two key-group ranges share a group.

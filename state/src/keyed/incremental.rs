@@ -1,0 +1,146 @@
+//! Incremental snapshots of the RocksDB backend.
+//!
+//! A snapshot is a RocksDB checkpoint: the instance's SST files plus a few
+//! small files describing them (MANIFEST, CURRENT, OPTIONS). SST files never
+//! change once written, so a file that an earlier, confirmed snapshot already
+//! uploaded is referred to, not uploaded again; only new SST files and the
+//! small files cost I/O. Shared SST files are stored under names prefixed with
+//! the instance's unique identity, so instances never collide.
+//!
+//! Restoring a snapshot whose key-group range is exactly the task's reuses
+//! its files as the new instance (and remembers which stored files they are,
+//! so they are not uploaded again). Any other combination — rescaling, or a
+//! restore into the memory backend — opens each snapshot read-only in a
+//! temporary directory and copies out the task's own key groups.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rocksdb::{DB, Direction, IteratorMode};
+use serde::{Deserialize, Serialize};
+use weir_common::{KeyGroup, KeyGroupRange};
+
+use super::StateError;
+use crate::rocks::db_options;
+use crate::storage::{CheckpointStorage, FileHandle, StoragePath};
+
+/// The files of one incremental snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncrementalSnapshot {
+    /// The key groups the snapshot holds.
+    pub range: KeyGroupRange,
+    /// SST files by their name in the RocksDB directory; possibly uploaded by
+    /// an earlier snapshot and shared with it.
+    pub shared: Vec<(String, FileHandle)>,
+    /// The other files of the checkpoint, uploaded for this snapshot alone.
+    pub private: Vec<(String, FileHandle)>,
+}
+
+/// What taking an incremental snapshot cost.
+#[derive(Clone, Debug)]
+pub struct SnapshotOutcome {
+    /// The snapshot, to record in checkpoint metadata.
+    pub snapshot: super::KeyedSnapshot,
+    /// Bytes written to checkpoint storage for it.
+    pub uploaded_bytes: u64,
+}
+
+/// Uploads the files of a RocksDB checkpoint in `checkpoint_dir`.
+///
+/// `reusable` maps SST names to stored files that confirmed snapshots
+/// already hold; every other SST goes to `shared_dir`, named
+/// `<identity>-<name>`, and the small files to `private_dir`.
+pub(super) fn upload_checkpoint(
+    storage: &dyn CheckpointStorage,
+    checkpoint_dir: &Path,
+    identity: &str,
+    reusable: &HashMap<String, FileHandle>,
+    private_dir: &StoragePath,
+    shared_dir: &StoragePath,
+    range: KeyGroupRange,
+) -> Result<(IncrementalSnapshot, u64), StateError> {
+    let mut snapshot = IncrementalSnapshot { range, shared: Vec::new(), private: Vec::new() };
+    let mut uploaded_bytes = 0;
+    let listing = std::fs::read_dir(checkpoint_dir).map_err(|error| io_error(checkpoint_dir, error))?;
+    let mut names = Vec::new();
+    for entry in listing {
+        let entry = entry.map_err(|error| io_error(checkpoint_dir, error))?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    for name in names {
+        let local = checkpoint_dir.join(&name);
+        if name.ends_with(".sst") {
+            let file = match reusable.get(&name) {
+                Some(file) => file.clone(),
+                None => {
+                    let file = storage.upload(&shared_dir.join(&format!("{identity}-{name}"))?, &local)?;
+                    uploaded_bytes += file.size;
+                    file
+                }
+            };
+            snapshot.shared.push((name, file));
+        } else {
+            let file = storage.upload(&private_dir.join(&name)?, &local)?;
+            uploaded_bytes += file.size;
+            snapshot.private.push((name, file));
+        }
+    }
+    Ok((snapshot, uploaded_bytes))
+}
+
+/// Downloads every file of `snapshot` into `dir` (which must exist).
+pub(super) fn download(
+    storage: &dyn CheckpointStorage,
+    snapshot: &IncrementalSnapshot,
+    dir: &Path,
+) -> Result<(), StateError> {
+    for (name, file) in snapshot.shared.iter().chain(&snapshot.private) {
+        storage.download(file, &dir.join(name))?;
+    }
+    Ok(())
+}
+
+/// Receives restored entries: state name, key group, key without the group, value.
+pub(super) type EntrySink<'a> = dyn FnMut(&str, KeyGroup, &[u8], &[u8]) -> Result<(), StateError> + 'a;
+
+/// Calls `sink` for every entry of `snapshot` in the key groups of `range`.
+pub(super) fn read_range(
+    storage: &dyn CheckpointStorage,
+    snapshot: &IncrementalSnapshot,
+    range: KeyGroupRange,
+    sink: &mut EntrySink<'_>,
+) -> Result<(), StateError> {
+    let temporary = tempfile::tempdir().map_err(|error| io_error(Path::new("temporary directory"), error))?;
+    download(storage, snapshot, temporary.path())?;
+    let rocks = |error: rocksdb::Error| StateError::RocksDb(format!("restoring a snapshot: {error}"));
+    let columns = DB::list_cf(&db_options(), temporary.path()).map_err(rocks)?;
+    let db = DB::open_cf_for_read_only(&db_options(), temporary.path(), &columns, false).map_err(rocks)?;
+    let start = range.start.to_be_bytes();
+    let end = u32::from(range.start) + u32::from(range.len);
+    for name in columns.iter().filter(|name| name.as_str() != "default") {
+        let column =
+            db.cf_handle(name).ok_or_else(|| StateError::RocksDb(format!("column family '{name}' vanished")))?;
+        for entry in db.iterator_cf(column, IteratorMode::From(&start, Direction::Forward)) {
+            let (key, value) = entry.map_err(rocks)?;
+            let (group, rest) = split_group(&key)?;
+            if u32::from(group.0) >= end {
+                break;
+            }
+            sink(name, group, rest, &value)?;
+        }
+    }
+    Ok(())
+}
+
+/// The key group prefix of a stored key, and the rest.
+pub(super) fn split_group(key: &[u8]) -> Result<(KeyGroup, &[u8]), StateError> {
+    match key {
+        [high, low, rest @ ..] => Ok((KeyGroup(u16::from_be_bytes([*high, *low])), rest)),
+        _ => Err(StateError::RocksDb("a stored key is shorter than its key-group prefix".into())),
+    }
+}
+
+pub(super) fn io_error(path: &Path, error: std::io::Error) -> StateError {
+    StateError::RocksDb(format!("'{}': {error}", path.display()))
+}
