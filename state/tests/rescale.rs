@@ -4,13 +4,13 @@
 //! restore at parallelism n, and every key's state compared with a model
 //! kept in plain maps.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use proptest::prelude::*;
 use weir_common::{KeyGroup, KeyGroupRange, MaxParallelism};
 use weir_state::keyed::{
     AggregateFunction, AggregatingState, KeyedSnapshot, KeyedStateBackend, ListState, MapState, ReducingState,
-    StateBackendKind, ValueState,
+    StateBackendKind, TimeDomain, TimerService, ValueState,
 };
 use weir_state::storage::{LocalDirStorage, StoragePath};
 
@@ -47,6 +47,8 @@ enum Op {
     ClearMap,
     Reduce(u32),
     Aggregate(u32),
+    SetTimer(bool, i64),
+    DeleteTimer(bool, i64),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -60,6 +62,8 @@ fn op() -> impl Strategy<Value = Op> {
         Just(Op::ClearMap),
         (0u32..1000).prop_map(Op::Reduce),
         (0u32..1000).prop_map(Op::Aggregate),
+        (any::<bool>(), -5i64..20).prop_map(|(event, at)| Op::SetTimer(event, at)),
+        (any::<bool>(), -5i64..20).prop_map(|(event, at)| Op::DeleteTimer(event, at)),
     ]
 }
 
@@ -70,6 +74,8 @@ struct Model {
     map: BTreeMap<u8, u32>,
     total: Option<u64>,
     mean: Option<(u64, u64)>,
+    /// (event time?, timestamp)
+    timers: BTreeSet<(bool, i64)>,
 }
 
 struct Handles {
@@ -78,6 +84,7 @@ struct Handles {
     map: MapState<u8, u8, u32>,
     total: ReducingState<u8, u64>,
     mean: AggregatingState<u8, SumCount>,
+    timers: TimerService<u8>,
 }
 
 struct Subtasks {
@@ -107,6 +114,7 @@ impl Subtasks {
                 map: backend.register_map("attributes").expect("registers"),
                 total: backend.register_reducing("total", |a: u64, b: u64| a + b).expect("registers"),
                 mean: backend.register_aggregating("mean", SumCount).expect("registers"),
+                timers: backend.register_timer_service("timers").expect("registers"),
             })
             .collect();
     }
@@ -127,7 +135,25 @@ impl Subtasks {
             map: backend.map_entries(&h.map, &ns).expect("read").into_iter().collect(),
             total: backend.reducing_get(&h.total, &ns).expect("read"),
             mean: backend.aggregating_get(&h.mean, &ns).expect("read"),
+            timers: BTreeSet::new(),
         }
+    }
+
+    /// Fires every timer of every subtask, checking that each subtask fires in
+    /// timestamp order; returns them sorted as (key, namespace, event time?, timestamp).
+    fn fire_all(&mut self) -> Vec<(String, u8, bool, i64)> {
+        let mut fired = Vec::new();
+        for (backend, handles) in self.backends.iter_mut().zip(&self.handles) {
+            for (event, domain) in [(true, TimeDomain::EventTime), (false, TimeDomain::ProcessingTime)] {
+                let timers = backend.fire_timers(&handles.timers, domain, i64::MAX).expect("fire");
+                assert!(timers.windows(2).all(|pair| pair[0].timestamp <= pair[1].timestamp), "timestamp order");
+                assert_eq!(backend.next_timer(&handles.timers, domain).expect("next"), None);
+                fired.extend(timers.into_iter().map(|timer| (timer.key, timer.namespace, event, timer.timestamp)));
+            }
+        }
+        // Sorted, not deduplicated: a timer firing twice would show.
+        fired.sort();
+        fired
     }
 }
 
@@ -172,7 +198,19 @@ fn apply(subtasks: &mut Subtasks, model: &mut HashMap<(String, u8), Model>, key:
             let (sum, count) = expected.mean.unwrap_or((0, 0));
             expected.mean = Some((sum + u64::from(value), count + 1));
         }
+        Op::SetTimer(event, at) => {
+            backend.register_timer(&h.timers, domain(event), ns, at).expect("set timer");
+            expected.timers.insert((event, at));
+        }
+        Op::DeleteTimer(event, at) => {
+            backend.delete_timer(&h.timers, domain(event), ns, at).expect("delete timer");
+            expected.timers.remove(&(event, at));
+        }
     }
+}
+
+fn domain(event: bool) -> TimeDomain {
+    if event { TimeDomain::EventTime } else { TimeDomain::ProcessingTime }
 }
 
 fn kind_for(rocks: bool, root: std::path::PathBuf) -> impl Fn(usize) -> StateBackendKind {
@@ -209,8 +247,15 @@ fn run_with(
     }
     // The live state matches the model before any snapshot is involved.
     for ((key, ns), expected) in &model {
-        prop_assert_eq!(&before.read(key, *ns), expected, "live state of {}/{}", key, ns);
+        let expected = Model { timers: BTreeSet::new(), ..expected.clone() };
+        prop_assert_eq!(before.read(key, *ns), expected, "live state of {}/{}", key, ns);
     }
+    let expected_timers: Vec<(String, u8, bool, i64)> = model
+        .iter()
+        .flat_map(|((key, ns), entry)| entry.timers.iter().map(move |(event, at)| (key.clone(), *ns, *event, *at)))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let snapshots: Vec<KeyedSnapshot> = before
         .backends
         .iter_mut()
@@ -236,9 +281,11 @@ fn run_with(
         for ns in 0..3u8 {
             let key = format!("key-{key}");
             let expected = model.get(&(key.clone(), ns)).cloned().unwrap_or_default();
+            let expected = Model { timers: BTreeSet::new(), ..expected };
             prop_assert_eq!(after.read(&key, ns), expected, "key {}/{} after {} -> {}", key, ns, m, n);
         }
     }
+    prop_assert_eq!(after.fire_all(), expected_timers, "timers after {} -> {}", m, n);
     Ok(())
 }
 

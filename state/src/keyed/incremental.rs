@@ -34,6 +34,9 @@ pub struct IncrementalSnapshot {
     pub shared: Vec<(String, FileHandle)>,
     /// The other files of the checkpoint, uploaded for this snapshot alone.
     pub private: Vec<(String, FileHandle)>,
+    /// The task's timers (which live on the heap), in the full format.
+    #[serde(default)]
+    pub timers: Option<FileHandle>,
 }
 
 /// What taking an incremental snapshot cost.
@@ -59,7 +62,7 @@ pub(super) fn upload_checkpoint(
     shared_dir: &StoragePath,
     range: KeyGroupRange,
 ) -> Result<(IncrementalSnapshot, u64), StateError> {
-    let mut snapshot = IncrementalSnapshot { range, shared: Vec::new(), private: Vec::new() };
+    let mut snapshot = IncrementalSnapshot { range, shared: Vec::new(), private: Vec::new(), timers: None };
     let mut uploaded_bytes = 0;
     let listing = std::fs::read_dir(checkpoint_dir).map_err(|error| io_error(checkpoint_dir, error))?;
     let mut names = Vec::new();

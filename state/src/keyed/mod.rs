@@ -10,16 +10,19 @@
 //! write the same canonical full-snapshot format ([`snapshot`]), so a snapshot
 //! taken with one restores into the other.
 //!
-//! The RocksDB backend also takes incremental snapshots ([`incremental`]).
+//! Timers (event and processing time, per key and namespace) are kept with
+//! the state and snapshotted with it. The RocksDB backend also takes
+//! incremental snapshots ([`incremental`]).
 //!
-//! Not built yet (rest of the keyed-state issue): TTL, timers, and the
-//! wiring into the runtime's operators.
+//! Not built yet (rest of the keyed-state issue): TTL, and the wiring into
+//! the runtime's operators.
 
 mod handles;
 mod heap;
 pub mod incremental;
 mod rocks_store;
 pub mod snapshot;
+mod timers;
 
 use std::marker::PhantomData;
 use std::path::PathBuf;
@@ -37,6 +40,8 @@ use heap::{HeapStore, MapTable, SingleTable};
 pub use incremental::{IncrementalSnapshot, SnapshotOutcome};
 use rocks_store::RocksStore;
 pub use snapshot::KeyedSnapshot;
+use timers::Timers;
+pub use timers::{TimeDomain, Timer, TimerService};
 
 use crate::storage::{CheckpointStorage, StorageError, StoragePath};
 
@@ -106,6 +111,7 @@ pub struct KeyedStateBackend<K> {
     max_parallelism: MaxParallelism,
     range: KeyGroupRange,
     store: Store<K>,
+    timers: Timers<K>,
     current: Option<CurrentKey<K>>,
     scratch: Vec<u8>,
 }
@@ -146,7 +152,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
             StateBackendKind::Memory => Store::Heap(HeapStore::new(range)),
             StateBackendKind::RocksDb { dir } => Store::Rocks(RocksStore::open(dir)?),
         };
-        Ok(Self { max_parallelism, range, store, current: None, scratch: Vec::new() })
+        Ok(Self { max_parallelism, range, store, timers: Timers::new(), current: None, scratch: Vec::new() })
     }
 
     /// The key groups this backend owns.
@@ -447,6 +453,55 @@ impl<K: StateKey> KeyedStateBackend<K> {
             .clear(index, namespace))
     }
 
+    /// Declares a timer service (timers per key and namespace `N`).
+    pub fn register_timer_service<N: StateNamespace>(&mut self, name: &str) -> Result<TimerService<N>, StateError> {
+        self.timers.register(name)
+    }
+
+    /// Sets a timer for the current key; setting the same one twice keeps one.
+    pub fn register_timer<N: StateNamespace>(
+        &mut self,
+        service: &TimerService<N>,
+        domain: TimeDomain,
+        namespace: N,
+        timestamp: i64,
+    ) -> Result<(), StateError> {
+        let key = self.current.as_ref().ok_or(StateError::NoCurrentKey)?.key.clone();
+        self.timers.insert(service, domain, timestamp, key, namespace)
+    }
+
+    /// Deletes a timer of the current key, if set.
+    pub fn delete_timer<N: StateNamespace>(
+        &mut self,
+        service: &TimerService<N>,
+        domain: TimeDomain,
+        namespace: N,
+        timestamp: i64,
+    ) -> Result<(), StateError> {
+        let key = self.current.as_ref().ok_or(StateError::NoCurrentKey)?.key.clone();
+        self.timers.remove(service, domain, timestamp, key, namespace)
+    }
+
+    /// Removes and returns every timer of `domain` due at `time` (at or
+    /// before it), earliest first, across all keys.
+    pub fn fire_timers<N: StateNamespace>(
+        &mut self,
+        service: &TimerService<N>,
+        domain: TimeDomain,
+        time: i64,
+    ) -> Result<Vec<Timer<K, N>>, StateError> {
+        self.timers.pop_until(service, domain, time)
+    }
+
+    /// The earliest pending timer of `domain`.
+    pub fn next_timer<N: StateNamespace>(
+        &mut self,
+        service: &TimerService<N>,
+        domain: TimeDomain,
+    ) -> Result<Option<i64>, StateError> {
+        self.timers.next(service, domain)
+    }
+
     /// Writes a full snapshot of every key group of the range to `path`.
     pub fn snapshot(
         &mut self,
@@ -458,6 +513,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
             Store::Heap(store) => store.write_snapshot(&mut writer)?,
             Store::Rocks(store) => store.write_snapshot(&mut writer)?,
         }
+        self.timers.write_snapshot(&mut writer, self.max_parallelism)?;
         let file = storage.write(path, &writer.finish()?)?;
         Ok(KeyedSnapshot::Full { file, range: self.range })
     }
@@ -474,7 +530,13 @@ impl<K: StateKey> KeyedStateBackend<K> {
     ) -> Result<SnapshotOutcome, StateError> {
         let range = self.range;
         if let Store::Rocks(store) = &mut self.store {
-            let (snapshot, uploaded_bytes) = store.snapshot_incremental(storage, private_dir, shared_dir, range)?;
+            let (mut snapshot, mut uploaded_bytes) =
+                store.snapshot_incremental(storage, private_dir, shared_dir, range)?;
+            let mut writer = snapshot::SnapshotWriter::new(self.max_parallelism, range);
+            self.timers.write_snapshot(&mut writer, self.max_parallelism)?;
+            let timers = storage.write(&private_dir.join("timers")?, &writer.finish()?)?;
+            uploaded_bytes += timers.size;
+            snapshot.timers = Some(timers);
             return Ok(SnapshotOutcome { snapshot: KeyedSnapshot::Incremental(snapshot), uploaded_bytes });
         }
         let snapshot = self.snapshot(storage, &private_dir.join("keyed-state")?)?;
@@ -514,7 +576,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
             return match RocksStore::open_restored(&dir, storage, only) {
                 Ok(restored) => {
                     self.store = Store::Rocks(restored);
-                    Ok(())
+                    only.timers.as_ref().map_or(Ok(()), |timers| self.restore_full(storage, timers))
                 }
                 Err(error) => {
                     // Leave an empty RocksDB backend, never a different kind.
@@ -527,6 +589,9 @@ impl<K: StateKey> KeyedStateBackend<K> {
             match snapshot {
                 KeyedSnapshot::Full { file, .. } => self.restore_full(storage, file)?,
                 KeyedSnapshot::Incremental(snapshot) => {
+                    if let Some(timers) = &snapshot.timers {
+                        self.restore_full(storage, timers)?;
+                    }
                     let store = &mut self.store;
                     incremental::read_range(storage, snapshot, range, &mut |state, group, key, value| match store {
                         Store::Heap(store) => store.restore_entry(state, group, key, value),
@@ -548,6 +613,9 @@ impl<K: StateKey> KeyedStateBackend<K> {
         for group in self.range.iter() {
             for entry in reader.entries_of(group)? {
                 let (state, key, value) = entry?;
+                if self.timers.restore_entry(state, group, key)? {
+                    continue;
+                }
                 match &mut self.store {
                     Store::Heap(store) => store.restore_entry(state, group, key, value)?,
                     Store::Rocks(store) => store.restore_entry(state, group, key, value)?,
