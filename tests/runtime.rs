@@ -352,3 +352,31 @@ fn a_failed_job_leaves_no_task_thread_behind() {
     }
     assert!(leftovers.is_empty(), "threads still running: {leftovers:?}");
 }
+
+#[test]
+fn rolling_aggregates_give_the_same_results_on_rocksdb() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = |backend: weir::StateBackend, parallelism: usize| {
+        let env = env(parallelism);
+        env.set_runtime_mode(RuntimeMode::Batch);
+        env.set_state_backend(backend);
+        let sums = env
+            .from_sequence(0..20_000)
+            .map(|n| (format!("key-{}", n % 97), n))
+            .key_by(|(key, _): &(String, u64)| key.clone())
+            .sum(|(_, n): &mut (String, u64)| n)
+            .collect();
+        env.execute("rolling on a backend").expect("job succeeds");
+        sorted(sums.take())
+    };
+    let expected = run(weir::StateBackend::Memory, 1);
+    assert_eq!(expected.len(), 97);
+    assert_eq!(expected.iter().map(|(_, sum)| sum).sum::<u64>(), (0..20_000).sum::<u64>());
+    for parallelism in [1, 2, 4] {
+        let rocks = weir::StateBackend::RocksDb { dir: dir.path().to_path_buf() };
+        assert_eq!(run(rocks, parallelism), expected, "RocksDB at parallelism {parallelism}");
+    }
+    // Each run's working directories are gone once the job ended.
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).expect("list").collect();
+    assert!(leftovers.is_empty(), "RocksDB directories left behind: {leftovers:?}");
+}

@@ -19,6 +19,7 @@ use crate::sources::collection::CollectionSource;
 use crate::sources::{Source, SourceDriver};
 use crate::stream::fan_out_of;
 use crate::{DataStream, Error, FileSource, GeneratorSource, Result};
+pub use weir_state::keyed::StateBackendKind as StateBackend;
 
 /// Whether operators see an endless stream or a bounded input as a whole.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,6 +54,7 @@ struct EnvState {
     max_parallelism: usize,
     mode: RuntimeMode,
     executor: ExecutorConfig,
+    state_backend: StateBackend,
     job_args: Vec<String>,
     nodes: Vec<Node>,
     /// Incremented by every `execute`: stream handles of earlier jobs are stale.
@@ -78,6 +80,7 @@ impl StreamEnv {
                 max_parallelism: MaxParallelism::default().get(),
                 mode: RuntimeMode::default(),
                 executor: ExecutorConfig::default(),
+                state_backend: StateBackend::Memory,
                 job_args: Vec::new(),
                 nodes: Vec::new(),
                 generation: 0,
@@ -149,6 +152,14 @@ impl StreamEnv {
         self
     }
 
+    /// Chooses where keyed state lives (default: memory). With RocksDB,
+    /// each run of a job works in its own directory below the given one,
+    /// removed when the operators close.
+    pub fn set_state_backend(&self, backend: StateBackend) -> &Self {
+        self.inner.borrow_mut().state_backend = backend;
+        self
+    }
+
     /// The longest a record may wait in a partly filled batch before it is
     /// sent on (default 100 ms).
     pub fn set_buffer_timeout(&self, timeout: Duration) -> &Self {
@@ -205,17 +216,23 @@ impl StreamEnv {
     /// Runs the job built so far and blocks until it ends. The environment is
     /// then empty, ready for another job, whether or not this one compiled.
     pub fn execute(&self, name: &str) -> Result<JobExecutionResult> {
-        let (compiled, executor) = {
+        let (settings, compiled, executor) = {
             let mut state = self.inner.borrow_mut();
-            let compiled = state.settings(name).and_then(|settings| compile(&state.nodes, &settings));
+            let compiled = state.settings(name).and_then(|settings| Ok((compile(&state.nodes, &settings)?, settings)));
             // Execute takes the job built so far, even when it does not compile.
             state.nodes.clear();
             state.misuse = None;
             state.generation += 1;
-            (compiled?, LocalExecutor::new(state.executor.clone()))
+            let (compiled, settings) = compiled?;
+            (settings, compiled, LocalExecutor::new(state.executor.clone()))
         };
         let started = Instant::now();
-        executor.execute(&compiled.graph, &compiled.factories, &CancelToken::new())?;
+        let outcome = executor.execute(&compiled.graph, &compiled.factories, &CancelToken::new());
+        if let StateBackend::RocksDb { dir } = &settings.state_backend {
+            // Operators removed their own directories; the run's is empty now.
+            let _ = std::fs::remove_dir(dir);
+        }
+        outcome?;
         Ok(JobExecutionResult { job_name: name.to_owned(), net_runtime: started.elapsed() })
     }
 
@@ -266,8 +283,26 @@ impl EnvState {
         if self.parallelism == 0 || self.nodes.iter().any(|node| node.parallelism == Some(0)) {
             return Err(Error::InvalidJob("parallelism must be at least 1".into()));
         }
-        Ok(JobSettings { name: name.to_owned(), parallelism: self.parallelism, max_parallelism, mode: self.mode })
+        let state_backend = match &self.state_backend {
+            StateBackend::Memory => StateBackend::Memory,
+            StateBackend::RocksDb { dir } => StateBackend::RocksDb { dir: dir.join(run_directory_name(name)) },
+        };
+        Ok(JobSettings {
+            name: name.to_owned(),
+            parallelism: self.parallelism,
+            max_parallelism,
+            mode: self.mode,
+            state_backend,
+        })
     }
+}
+
+/// A directory name unique to one run of a job in this process and machine.
+fn run_directory_name(job: &str) -> String {
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let job: String = job.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).take(40).collect();
+    format!("{job}-{}-{run}", std::process::id())
 }
 
 /// Logs to stderr once per process; a program that set up its own subscriber keeps it.

@@ -76,6 +76,8 @@ pub(crate) struct JobSettings {
     pub(crate) parallelism: usize,
     pub(crate) max_parallelism: MaxParallelism,
     pub(crate) mode: RuntimeMode,
+    /// For RocksDB: the directory of this job run.
+    pub(crate) state_backend: weir_state::keyed::StateBackendKind,
 }
 
 /// A compiled job: the graph and, per vertex, the factory of its tasks.
@@ -104,7 +106,11 @@ pub(crate) fn compile(nodes: &[Node], settings: &JobSettings) -> Result<Compiled
     let mut vertices = Vec::with_capacity(chains.members.len());
     let mut factories: Vec<Arc<dyn VertexFactory>> = Vec::with_capacity(chains.members.len());
     for (vertex, chain) in chains.members.iter().enumerate() {
-        factories.push(Arc::new(ChainFactory { links: wiring.links(nodes, chain), mode: settings.mode }));
+        factories.push(Arc::new(ChainFactory {
+            links: wiring.links(nodes, chain, &ids),
+            mode: settings.mode,
+            state_backend: settings.state_backend.clone(),
+        }));
         let operators = chain
             .iter()
             .map(|&id| OperatorDescriptor {
@@ -200,12 +206,13 @@ impl Wiring {
     }
 
     /// The links of one chain, for its task factory.
-    fn links(&self, nodes: &[Node], chain: &[NodeId]) -> Vec<ChainLink> {
+    fn links(&self, nodes: &[Node], chain: &[NodeId], ids: &[OperatorId]) -> Vec<ChainLink> {
         let position_in_chain = |node: NodeId| chain.iter().position(|&member| member == node);
         chain
             .iter()
             .map(|&id| ChainLink {
                 node: nodes[id].clone(),
+                operator_id: ids[id],
                 successors: self.chained_successors[id].iter().filter_map(|&s| position_in_chain(s)).collect(),
                 outputs: self.outputs_of_node[id].clone(),
             })
@@ -294,6 +301,7 @@ fn operator_ids(nodes: &[Node]) -> Result<Vec<OperatorId>> {
 /// One operator of a chain and where its output goes.
 struct ChainLink {
     node: Node,
+    operator_id: OperatorId,
     /// Positions (in the chain) of the operators this one feeds directly.
     successors: Vec<usize>,
     /// Output slots of the task and the writers that fill them.
@@ -304,6 +312,7 @@ struct ChainLink {
 struct ChainFactory {
     links: Vec<ChainLink>,
     mode: RuntimeMode,
+    state_backend: weir_state::keyed::StateBackendKind,
 }
 
 impl VertexFactory for ChainFactory {
@@ -346,10 +355,12 @@ impl ChainFactory {
     ) -> OperatorContext {
         OperatorContext {
             operator_name: Arc::from(link.node.name.as_str()),
+            operator_id: link.operator_id,
             subtask,
             max_parallelism,
             key_group_range,
             mode: self.mode,
+            state_backend: self.state_backend.clone(),
         }
     }
 }

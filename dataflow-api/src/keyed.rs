@@ -89,7 +89,7 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
         let key = self.key.clone();
         self.stream.transform::<T>(name, OperatorKind::Keyed, vec![self.edge()], move |context, next| {
             let next = next.into_typed::<T>()?;
-            let operator = RollingReduce::new(context.clone(), key.clone(), reduce.clone(), next);
+            let operator = RollingReduce::new(context.clone(), key.clone(), reduce.clone(), next)?;
             Ok(ErasedPush::new::<T>(Box::new(operator)))
         })
     }

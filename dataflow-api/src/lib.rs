@@ -31,7 +31,7 @@ pub mod sources;
 pub mod stream;
 
 pub use data::Data;
-pub use env::{RuntimeMode, StreamEnv};
+pub use env::{RuntimeMode, StateBackend, StreamEnv};
 pub use error::{Error, Result};
 pub use keyed::KeyedStream;
 pub use operators::process::ProcessContext;

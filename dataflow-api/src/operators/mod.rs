@@ -9,7 +9,8 @@ pub mod rolling;
 
 use std::sync::Arc;
 
-use weir_common::{KeyGroupRange, MaxParallelism, SubtaskIndex};
+use weir_common::{KeyGroupRange, MaxParallelism, OperatorId, SubtaskIndex};
+use weir_state::keyed::{KeyedStateBackend, StateBackendKind, StateKey};
 use weir_worker::TaskError;
 
 use crate::RuntimeMode;
@@ -19,6 +20,8 @@ use crate::RuntimeMode;
 pub struct OperatorContext {
     /// The operator's name, used in errors.
     pub operator_name: Arc<str>,
+    /// The operator's stable id.
+    pub operator_id: OperatorId,
     /// Which parallel instance this is.
     pub subtask: SubtaskIndex,
     /// The job's number of key groups.
@@ -27,12 +30,27 @@ pub struct OperatorContext {
     pub key_group_range: KeyGroupRange,
     /// Streaming or batch semantics.
     pub mode: RuntimeMode,
+    /// Where keyed state lives; for RocksDB, the job's working directory.
+    pub state_backend: StateBackendKind,
 }
 
 impl OperatorContext {
     /// An error of this operator with the given message.
     pub fn error(&self, message: impl Into<String>) -> TaskError {
         TaskError::Operator { operator: self.operator_name.to_string(), message: message.into() }
+    }
+
+    /// The keyed state of this operator instance, in the configured backend
+    /// (a RocksDB instance gets its own directory per operator and subtask).
+    pub fn keyed_state_backend<K: StateKey>(&self) -> Result<KeyedStateBackend<K>, TaskError> {
+        let kind = match &self.state_backend {
+            StateBackendKind::Memory => StateBackendKind::Memory,
+            StateBackendKind::RocksDb { dir } => {
+                StateBackendKind::RocksDb { dir: dir.join(format!("{}-{}", self.operator_id, self.subtask.index)) }
+            }
+        };
+        KeyedStateBackend::new(&kind, self.max_parallelism, self.key_group_range)
+            .map_err(|error| self.error(format!("cannot create its keyed state: {error}")))
     }
 }
 
@@ -45,10 +63,12 @@ pub(crate) mod tests {
         let max_parallelism = MaxParallelism::default();
         OperatorContext {
             operator_name: Arc::from("test"),
+            operator_id: OperatorId::from_uid("test"),
             subtask: SubtaskIndex { index, parallelism },
             max_parallelism,
             key_group_range: KeyGroupRange::for_subtask(max_parallelism, parallelism, index),
             mode: RuntimeMode::Streaming,
+            state_backend: StateBackendKind::Memory,
         }
     }
 }

@@ -3,10 +3,10 @@
 //!
 //! In streaming mode every input record emits the key's updated aggregate
 //! (Flink's rolling reduce). In batch mode only the final aggregate of each key
-//! is emitted, once the input has ended.
+//! is emitted, once the input has ended. The aggregates are a value state in
+//! the configured keyed-state backend (memory or RocksDB).
 
-use weir_common::KeyGroup;
-use weir_state::KeyGroupedMap;
+use weir_state::keyed::{KeyedStateBackend, ValueState};
 use weir_worker::TaskError;
 use weir_worker::blame::BlameGuard;
 
@@ -21,10 +21,9 @@ pub(crate) struct RollingReduce<T, K, F> {
     context: OperatorContext,
     key: KeySelector<T, K>,
     reduce: F,
-    /// `None` only while `reduce` runs.
-    state: KeyGroupedMap<K, Option<T>>,
+    state: KeyedStateBackend<K>,
+    aggregate: ValueState<(), T>,
     next: Box<dyn Push<T>>,
-    scratch: Vec<u8>,
 }
 
 impl<T, K, F> RollingReduce<T, K, F>
@@ -33,9 +32,15 @@ where
     K: Key,
     F: FnMut(T, T) -> T + Send,
 {
-    pub(crate) fn new(context: OperatorContext, key: KeySelector<T, K>, reduce: F, next: Box<dyn Push<T>>) -> Self {
-        let state = KeyGroupedMap::new(context.key_group_range);
-        Self { context, key, reduce, state, next, scratch: Vec::new() }
+    pub(crate) fn new(
+        context: OperatorContext,
+        key: KeySelector<T, K>,
+        reduce: F,
+        next: Box<dyn Push<T>>,
+    ) -> Result<Self, TaskError> {
+        let mut state = context.keyed_state_backend::<K>()?;
+        let aggregate = state.register_value("aggregate").map_err(|error| context.error(error.to_string()))?;
+        Ok(Self { context, key, reduce, state, aggregate, next })
     }
 
     /// Folds `record` into its key's aggregate; returns the new aggregate when
@@ -44,22 +49,25 @@ where
         let guard = BlameGuard::new(&self.context.operator_name);
         let key = (self.key)(&record);
         guard.disarm();
-        let group = KeyGroup::of_key(&key, self.context.max_parallelism, &mut self.scratch)
-            .map_err(|error| TaskError::operator(self.context.operator_name.as_ref(), &error))?;
-        let groups = self.state.group_mut(group).map_err(|error| self.context.error(error.to_string()))?;
-        // One hash lookup per record: the slot is emptied while `reduce` owns
-        // the previous aggregate, then refilled.
-        let slot = groups.entry(key).or_insert(None);
-        let aggregate = match slot.take() {
-            None => slot.insert(record),
-            Some(previous) => {
-                let guard = BlameGuard::new(&self.context.operator_name);
-                let updated = (self.reduce)(previous, record);
-                guard.disarm();
-                slot.insert(updated)
-            }
-        };
-        Ok((self.context.mode == RuntimeMode::Streaming).then(|| aggregate.clone()))
+        let failed = |error: weir_state::keyed::StateError| self.context.error(error.to_string());
+        self.state.set_current_key(key).map_err(failed)?;
+        let emit = self.context.mode == RuntimeMode::Streaming;
+        let (reduce, name) = (&mut self.reduce, &self.context.operator_name);
+        self.state
+            .update_value(&self.aggregate, &(), |previous| {
+                let updated = match previous {
+                    None => record,
+                    Some(previous) => {
+                        let guard = BlameGuard::new(name);
+                        let updated = reduce(previous, record);
+                        guard.disarm();
+                        updated
+                    }
+                };
+                let emitted = emit.then(|| updated.clone());
+                (Some(updated), emitted)
+            })
+            .map_err(|error| self.context.error(error.to_string()))
     }
 }
 
@@ -82,7 +90,7 @@ where
 
     fn finish(&mut self) -> Result<(), TaskError> {
         if self.context.mode == RuntimeMode::Batch {
-            let finals: Vec<T> = self.state.drain().filter_map(|(_, _, aggregate)| aggregate).collect();
+            let finals = self.state.values(&self.aggregate).map_err(|error| self.context.error(error.to_string()))?;
             self.next.push_batch(finals)?;
         }
         self.next.finish()

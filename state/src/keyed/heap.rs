@@ -55,8 +55,12 @@ pub(super) trait Table<K>: Send {
 
 /// One stored object `S` per key and namespace (value, list, reducing and
 /// aggregating state). Snapshot entry: `postcard(key) postcard(ns)` → `postcard(S)`.
+///
+/// Slots hold `Option<S>` so that a read-modify-write can take the object out,
+/// hand it to the update and put the result back with one hash lookup; a
+/// `None` slot (left only if an update panicked) counts as absent.
 pub(super) struct SingleTable<K, N, S> {
-    entries: KeyGroupedMap<(K, N), S>,
+    entries: KeyGroupedMap<(K, N), Option<S>>,
 }
 
 /// A map per key and namespace. Snapshot entries, one per map entry:
@@ -115,6 +119,7 @@ impl<K: StateKey, N: StateNamespace, S: StateValue> Table<K> for SingleTable<K, 
     fn write_snapshot(&self, state: u32, writer: &mut SnapshotWriter) -> Result<(), String> {
         let (mut key, mut value) = (Vec::new(), Vec::new());
         for (group, (k, n), stored) in self.entries.iter() {
+            let Some(stored) = stored else { continue };
             encode_all(&[k, n], &mut key)?;
             encode_all(&[stored], &mut value)?;
             writer.add(group, state, &key, &value);
@@ -127,7 +132,7 @@ impl<K: StateKey, N: StateNamespace, S: StateValue> Table<K> for SingleTable<K, 
         let k: K = take(&mut rest, "key")?;
         let n: N = whole(rest, "namespace")?;
         let stored: S = whole(value, "value")?;
-        self.entries.group_mut(group).map_err(|error| error.to_string())?.insert((k, n), stored);
+        self.entries.group_mut(group).map_err(|error| error.to_string())?.insert((k, n), Some(stored));
         Ok(())
     }
 
@@ -230,14 +235,18 @@ impl<K: StateKey> HeapStore<K> {
     ) -> Result<R, StateError> {
         let table = self.table::<SingleTable<K, N, S>>(index)?;
         let entries = table.entries.group_mut(group)?;
-        let (owned_key, current) = match entries.remove_entry(&KeyNs(key, namespace)) {
-            Some((owned_key, current)) => (Some(owned_key), Some(current)),
-            None => (None, None),
-        };
-        let (updated, result) = update(current);
-        if let Some(updated) = updated {
-            let owned_key = owned_key.unwrap_or_else(|| (key.clone(), namespace.clone()));
-            entries.insert(owned_key, updated);
+        if let Some(slot) = entries.get_mut(&KeyNs(key, namespace)) {
+            let (updated, result) = update(slot.take());
+            let removed = updated.is_none();
+            *slot = updated;
+            if removed {
+                entries.remove(&KeyNs(key, namespace));
+            }
+            return Ok(result);
+        }
+        let (updated, result) = update(None);
+        if updated.is_some() {
+            entries.insert((key.clone(), namespace.clone()), updated);
         }
         Ok(result)
     }
@@ -254,9 +263,9 @@ impl<K: StateKey> HeapStore<K> {
         let table = self.table::<SingleTable<K, N, S>>(index)?;
         let entries = table.entries.group_mut(group)?;
         match entries.get_mut(&KeyNs(key, namespace)) {
-            Some(slot) => *slot = value,
+            Some(slot) => *slot = Some(value),
             None => {
-                entries.insert((key.clone(), namespace.clone()), value);
+                entries.insert((key.clone(), namespace.clone()), Some(value));
             }
         }
         Ok(())
@@ -271,7 +280,7 @@ impl<K: StateKey> HeapStore<K> {
         namespace: &N,
     ) -> Result<Option<S>, StateError> {
         let table = self.table::<SingleTable<K, N, S>>(index)?;
-        Ok(table.entries.group_mut(group)?.get(&KeyNs(key, namespace)).cloned())
+        Ok(table.entries.group_mut(group)?.get(&KeyNs(key, namespace)).and_then(Option::clone))
     }
 
     /// The map of `(key, namespace)`, for reading and writing in place.
@@ -313,6 +322,12 @@ impl<K: StateKey> HeapStore<K> {
     ) -> Result<(), StateError> {
         let name = self.names[index].clone();
         self.tables[index].clear(group, key, namespace).map_err(|message| StateError::Incompatible { name, message })
+    }
+
+    /// Every stored object of a single-object state, over all keys.
+    pub(super) fn values<N: StateNamespace, S: StateValue>(&mut self, index: usize) -> Result<Vec<S>, StateError> {
+        let table = self.table::<SingleTable<K, N, S>>(index)?;
+        Ok(table.entries.iter().filter_map(|(_, _, value)| value.clone()).collect())
     }
 
     pub(super) fn write_snapshot(&self, writer: &mut SnapshotWriter) -> Result<(), StateError> {

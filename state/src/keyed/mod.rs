@@ -283,6 +283,27 @@ impl<K: StateKey> KeyedStateBackend<K> {
             .put(index, namespace, &value))
     }
 
+    /// Reads, changes and writes the value of the current key in `namespace`
+    /// in one access: `update` gets the current value and returns the new one
+    /// (`None` clears it) and a result passed back to the caller.
+    pub fn update_value<N: StateNamespace, V: StateValue, R>(
+        &mut self,
+        state: &ValueState<N, V>,
+        namespace: &N,
+        update: impl FnOnce(Option<V>) -> (Option<V>, R),
+    ) -> Result<R, StateError> {
+        self.modify_single(state.index, namespace, update)
+    }
+
+    /// Every value of `state` in the default namespace `()`, over all keys,
+    /// in no particular order (for emitting final results at end of input).
+    pub fn values<V: StateValue>(&mut self, state: &ValueState<(), V>) -> Result<Vec<V>, StateError> {
+        match &mut self.store {
+            Store::Heap(store) => store.values::<(), V>(state.index),
+            Store::Rocks(store) => store.values::<V>(state.index),
+        }
+    }
+
     /// The list of the current key in `namespace` (empty if none).
     pub fn list<N: StateNamespace, V: StateValue>(
         &mut self,

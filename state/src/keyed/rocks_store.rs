@@ -41,6 +41,8 @@ pub(super) struct RocksStore {
     uploaded: HashMap<String, FileHandle>,
     /// Numbers the local checkpoint directories.
     checkpoints_taken: u64,
+    /// Declared last: fields drop in order, so the instance closes first.
+    _remove_on_drop: RemoveOnDrop,
 }
 
 fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>, what: &str) -> Result<(), StateError> {
@@ -93,6 +95,7 @@ impl RocksStore {
             write_options,
             uploaded,
             checkpoints_taken: 0,
+            _remove_on_drop: RemoveOnDrop(dir.to_path_buf()),
         }
     }
 
@@ -303,6 +306,17 @@ impl RocksStore {
             .map_err(|error| rocks_error(&self.dir, error))
     }
 
+    /// Every stored value of a state, over all keys and namespaces.
+    pub(super) fn values<S: DeserializeOwned>(&mut self, index: usize) -> Result<Vec<S>, StateError> {
+        let column = self.column(index)?;
+        let mut values = Vec::new();
+        for entry in self.db.iterator_cf(column, IteratorMode::Start) {
+            let (_, value) = entry.map_err(|error| rocks_error(&self.dir, error))?;
+            values.push(self.decode(index, &value)?);
+        }
+        Ok(values)
+    }
+
     pub(super) fn write_snapshot(&self, writer: &mut SnapshotWriter) -> Result<(), StateError> {
         for (index, name) in self.names.iter().enumerate() {
             let state = writer.state_index(name);
@@ -333,6 +347,17 @@ impl RocksStore {
         full_key.extend_from_slice(&group.0.to_be_bytes());
         full_key.extend_from_slice(key);
         self.db.put_cf_opt(column, &full_key, value, &self.write_options).map_err(|error| rocks_error(&self.dir, error))
+    }
+}
+
+/// Removes the working directory when the store is dropped. It is the last
+/// field of `RocksStore`, so it runs after the instance has closed. The
+/// directory only caches state that snapshots hold durably.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
