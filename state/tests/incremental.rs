@@ -118,3 +118,72 @@ fn a_one_percent_update_uploads_a_small_fraction_and_old_files_are_released_safe
         check(&mut memory, &memory_state, &mine);
     }
 }
+
+#[test]
+fn instances_restored_from_one_snapshot_never_share_new_file_names() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let storage = LocalDirStorage::new(dir.path().join("checkpoints"));
+    let max = MaxParallelism::default();
+    let range = KeyGroupRange::for_subtask(max, 1, 0);
+    let rocks = |name: &str| StateBackendKind::RocksDb { dir: dir.path().join(name) };
+    let shared = StoragePath::new("shared").expect("valid");
+    let mut original = KeyedStateBackend::<u64>::new(&rocks("original"), max, range).expect("backend");
+    let state = original.register_value::<(), Vec<u8>>("payload").expect("registers");
+    for key in 0..1_000 {
+        original.set_current_key(key).expect("key");
+        original.set_value(&state, &(), payload(key, 0)).expect("write");
+    }
+    let base =
+        original.snapshot_incremental(&storage, &StoragePath::new("base").expect("valid"), &shared).expect("snapshot");
+    drop(original);
+
+    // Two restored copies diverge; their new SST files must get different names.
+    let mut outcomes = Vec::new();
+    for copy in 1..=2u64 {
+        let mut restored = KeyedStateBackend::<u64>::new(&rocks(&format!("copy-{copy}")), max, range).expect("backend");
+        restored.restore(&storage, std::slice::from_ref(&base.snapshot)).expect("restore");
+        let state = restored.register_value::<(), Vec<u8>>("payload").expect("registers");
+        for key in 0..1_000 {
+            restored.set_current_key(key).expect("key");
+            restored.set_value(&state, &(), payload(key, copy)).expect("write");
+        }
+        let private = StoragePath::new(format!("copy-{copy}")).expect("valid");
+        outcomes.push(restored.snapshot_incremental(&storage, &private, &shared).expect("snapshot"));
+    }
+    let base_files: BTreeSet<_> = shared_paths(&base.snapshot).into_iter().collect();
+    let new_files = |outcome: &weir_state::keyed::SnapshotOutcome| -> BTreeSet<StoragePath> {
+        shared_paths(&outcome.snapshot).into_iter().filter(|path| !base_files.contains(path)).collect()
+    };
+    let (first, second) = (new_files(&outcomes[0]), new_files(&outcomes[1]));
+    assert!(!first.is_empty() && !second.is_empty());
+    assert!(first.is_disjoint(&second), "new shared files collide: {first:?} / {second:?}");
+
+    // Each copy restores to its own values.
+    for (copy, outcome) in (1..=2u64).zip(&outcomes) {
+        let mut check = KeyedStateBackend::<u64>::new(&StateBackendKind::Memory, max, range).expect("backend");
+        check.restore(&storage, std::slice::from_ref(&outcome.snapshot)).expect("restore");
+        let state = check.register_value::<(), Vec<u8>>("payload").expect("registers");
+        for key in (0..1_000).step_by(37) {
+            assert_eq!(read(&mut check, &state, key), Some(payload(key, copy)), "copy {copy}, key {key}");
+        }
+    }
+}
+
+#[test]
+fn an_incremental_snapshot_of_another_max_parallelism_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let storage = LocalDirStorage::new(dir.path().join("checkpoints"));
+    let (small, large) = (MaxParallelism::new(16).expect("valid"), MaxParallelism::new(32).expect("valid"));
+    let kind = StateBackendKind::RocksDb { dir: dir.path().join("db") };
+    let mut backend =
+        KeyedStateBackend::<u64>::new(&kind, small, KeyGroupRange::for_subtask(small, 1, 0)).expect("backend");
+    let shared = StoragePath::new("shared").expect("valid");
+    let taken =
+        backend.snapshot_incremental(&storage, &StoragePath::new("chk").expect("valid"), &shared).expect("snapshot");
+    drop(backend);
+    let kind = StateBackendKind::RocksDb { dir: dir.path().join("other") };
+    let mut other =
+        KeyedStateBackend::<u64>::new(&kind, large, KeyGroupRange::for_subtask(large, 1, 0)).expect("backend");
+    let error = other.restore(&storage, std::slice::from_ref(&taken.snapshot)).expect_err("refused").to_string();
+    assert!(error.contains("max parallelism 16"), "{error}");
+}

@@ -204,10 +204,15 @@ impl<K: StateKey> HeapStore<K> {
             return Ok(index);
         }
         let mut table = create(self.range);
-        for (group, key, value) in self.pending.remove(name).unwrap_or_default() {
-            table
-                .insert_encoded(group, &key, &value)
-                .map_err(|message| incompatible(format!("restored state: {message}")))?;
+        // Restored entries leave `pending` only once all of them decoded: a
+        // failed registration (wrong types) must not lose them.
+        if let Some(entries) = self.pending.get(name) {
+            for (group, key, value) in entries {
+                table
+                    .insert_encoded(*group, key, value)
+                    .map_err(|message| incompatible(format!("restored state: {message}")))?;
+            }
+            self.pending.remove(name);
         }
         self.names.push(name.to_owned());
         self.kinds.push(kind);
@@ -216,8 +221,10 @@ impl<K: StateKey> HeapStore<K> {
     }
 
     fn table<T: 'static>(&mut self, index: usize) -> Result<&mut T, StateError> {
-        let name = &self.names[index];
-        self.tables[index].as_any_mut().downcast_mut::<T>().ok_or_else(|| StateError::Incompatible {
+        let (Some(name), Some(table)) = (self.names.get(index), self.tables.get_mut(index)) else {
+            return Err(unknown_handle(index));
+        };
+        table.as_any_mut().downcast_mut::<T>().ok_or_else(|| StateError::Incompatible {
             name: name.clone(),
             message: "accessed with other types than it was registered with".into(),
         })
@@ -320,8 +327,10 @@ impl<K: StateKey> HeapStore<K> {
         key: &K,
         namespace: &dyn Any,
     ) -> Result<(), StateError> {
-        let name = self.names[index].clone();
-        self.tables[index].clear(group, key, namespace).map_err(|message| StateError::Incompatible { name, message })
+        let (Some(name), Some(table)) = (self.names.get(index), self.tables.get_mut(index)) else {
+            return Err(unknown_handle(index));
+        };
+        table.clear(group, key, namespace).map_err(|message| StateError::Incompatible { name: name.clone(), message })
     }
 
     /// Every stored object of a single-object state, over all keys.
@@ -362,6 +371,15 @@ impl<K: StateKey> HeapStore<K> {
                 Ok(())
             }
         }
+    }
+}
+
+/// A handle this store never handed out: from another backend, or from
+/// before a restore.
+fn unknown_handle(index: usize) -> StateError {
+    StateError::Incompatible {
+        name: format!("#{index}"),
+        message: "this state handle was not registered with this backend (register states after restore)".into(),
     }
 }
 

@@ -5,7 +5,9 @@
 //! change once written, so a file that an earlier, confirmed snapshot already
 //! uploaded is referred to, not uploaded again; only new SST files and the
 //! small files cost I/O. Shared SST files are stored under names prefixed with
-//! the instance's unique identity, so instances never collide.
+//! an id Weir draws for each opened instance (RocksDB's own identity survives
+//! a restore, and two instances restored from one snapshot continue the same
+//! file numbers), and an existing shared file is never overwritten.
 //!
 //! Restoring a snapshot whose key-group range is exactly the task's reuses
 //! its files as the new instance (and remembers which stored files they are,
@@ -29,6 +31,8 @@ use crate::storage::{CheckpointStorage, FileHandle, StoragePath};
 pub struct IncrementalSnapshot {
     /// The key groups the snapshot holds.
     pub range: KeyGroupRange,
+    /// The job's max parallelism when it was taken.
+    pub max_parallelism: u32,
     /// SST files by their name in the RocksDB directory; possibly uploaded by
     /// an earlier snapshot and shared with it.
     pub shared: Vec<(String, FileHandle)>,
@@ -48,7 +52,8 @@ pub struct SnapshotOutcome {
     pub uploaded_bytes: u64,
 }
 
-/// Uploads the files of a RocksDB checkpoint in `checkpoint_dir`.
+/// Uploads the files of a RocksDB checkpoint in `checkpoint_dir` and lists
+/// them in `snapshot` (which arrives with its range and max parallelism set).
 ///
 /// `reusable` maps SST names to stored files that confirmed snapshots
 /// already hold; every other SST goes to `shared_dir`, named
@@ -56,13 +61,12 @@ pub struct SnapshotOutcome {
 pub(super) fn upload_checkpoint(
     storage: &dyn CheckpointStorage,
     checkpoint_dir: &Path,
-    identity: &str,
+    instance_id: &str,
     reusable: &HashMap<String, FileHandle>,
     private_dir: &StoragePath,
     shared_dir: &StoragePath,
-    range: KeyGroupRange,
+    mut snapshot: IncrementalSnapshot,
 ) -> Result<(IncrementalSnapshot, u64), StateError> {
-    let mut snapshot = IncrementalSnapshot { range, shared: Vec::new(), private: Vec::new(), timers: None };
     let mut uploaded_bytes = 0;
     let listing = std::fs::read_dir(checkpoint_dir).map_err(|error| io_error(checkpoint_dir, error))?;
     let mut names = Vec::new();
@@ -77,7 +81,13 @@ pub(super) fn upload_checkpoint(
             let file = match reusable.get(&name) {
                 Some(file) => file.clone(),
                 None => {
-                    let file = storage.upload(&shared_dir.join(&format!("{identity}-{name}"))?, &local)?;
+                    let path = shared_dir.join(&format!("{instance_id}-{name}"))?;
+                    if storage.exists(&path)? {
+                        return Err(StateError::RocksDb(format!(
+                            "shared file '{path}' exists already; refusing to overwrite a file other snapshots may need"
+                        )));
+                    }
+                    let file = storage.upload(&path, &local)?;
                     uploaded_bytes += file.size;
                     file
                 }
@@ -90,6 +100,30 @@ pub(super) fn upload_checkpoint(
         }
     }
     Ok((snapshot, uploaded_bytes))
+}
+
+/// Checks that `snapshot` can be restored into a job with `max_parallelism`
+/// and that its file names are plain names (they come from metadata, so they
+/// must not reach outside the directory they are downloaded into).
+pub(super) fn validate(snapshot: &IncrementalSnapshot, max_parallelism: u32) -> Result<(), StateError> {
+    let bad = |message: String| StateError::BadSnapshot { path: "incremental snapshot".into(), message };
+    if snapshot.max_parallelism != max_parallelism {
+        return Err(bad(format!(
+            "it was taken with max parallelism {taken}, the job now has {max_parallelism}; key groups cannot be \
+             remapped, so restore with max parallelism {taken}",
+            taken = snapshot.max_parallelism
+        )));
+    }
+    for (name, file) in snapshot.shared.iter().chain(&snapshot.private) {
+        let plain = !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\']);
+        if !plain {
+            return Err(bad(format!(
+                "file '{}' has the local name '{name}', which is not a plain file name",
+                file.path
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Downloads every file of `snapshot` into `dir` (which must exist).

@@ -123,7 +123,8 @@ struct CurrentKey<K> {
 
 enum Store<K> {
     Heap(HeapStore<K>),
-    Rocks(RocksStore),
+    /// Boxed: the instance's buffers and handles make it several times larger.
+    Rocks(Box<RocksStore>),
 }
 
 /// Dispatches one operation to the backend in use: `$heap` runs with
@@ -150,7 +151,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
     ) -> Result<Self, StateError> {
         let store = match kind {
             StateBackendKind::Memory => Store::Heap(HeapStore::new(range)),
-            StateBackendKind::RocksDb { dir } => Store::Rocks(RocksStore::open(dir)?),
+            StateBackendKind::RocksDb { dir } => Store::Rocks(Box::new(RocksStore::open(dir)?)),
         };
         Ok(Self { max_parallelism, range, store, timers: Timers::new(), current: None, scratch: Vec::new() })
     }
@@ -175,11 +176,23 @@ impl<K: StateKey> KeyedStateBackend<K> {
         self.current.as_ref().map(|current| &current.key)
     }
 
+    /// Refuses names the backends reserve.
+    fn check_name(name: &str) -> Result<(), StateError> {
+        if name.is_empty() || name == "default" || name.starts_with('\u{1}') {
+            return Err(StateError::Incompatible {
+                name: name.to_owned(),
+                message: "the name is reserved (empty, \"default\", or starting with \\u{1}); choose another".into(),
+            });
+        }
+        Ok(())
+    }
+
     fn register_single<N: StateNamespace, S: StateValue>(
         &mut self,
         name: &str,
         kind: StateKind,
     ) -> Result<usize, StateError> {
+        Self::check_name(name)?;
         match &mut self.store {
             Store::Heap(store) => store.register(name, kind, SingleTable::<K, N, S>::new),
             Store::Rocks(store) => store.register(name, kind),
@@ -209,6 +222,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
         &mut self,
         name: &str,
     ) -> Result<MapState<N, UK, UV>, StateError> {
+        Self::check_name(name)?;
         let index = match &mut self.store {
             Store::Heap(store) => store.register(name, StateKind::Map, MapTable::<K, N, UK, UV>::new)?,
             Store::Rocks(store) => store.register(name, StateKind::Map)?,
@@ -476,6 +490,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
 
     /// Declares a timer service (timers per key and namespace `N`).
     pub fn register_timer_service<N: StateNamespace>(&mut self, name: &str) -> Result<TimerService<N>, StateError> {
+        Self::check_name(name)?;
         self.timers.register(name)
     }
 
@@ -551,8 +566,13 @@ impl<K: StateKey> KeyedStateBackend<K> {
     ) -> Result<SnapshotOutcome, StateError> {
         let range = self.range;
         if let Store::Rocks(store) = &mut self.store {
-            let (mut snapshot, mut uploaded_bytes) =
-                store.snapshot_incremental(storage, private_dir, shared_dir, range)?;
+            let (mut snapshot, mut uploaded_bytes) = store.snapshot_incremental(
+                storage,
+                private_dir,
+                shared_dir,
+                range,
+                self.max_parallelism.get() as u32,
+            )?;
             let mut writer = snapshot::SnapshotWriter::new(self.max_parallelism, range);
             self.timers.write_snapshot(&mut writer, self.max_parallelism)?;
             let timers = storage.write(&private_dir.join("timers")?, &writer.finish()?)?;
@@ -584,6 +604,13 @@ impl<K: StateKey> KeyedStateBackend<K> {
         let range = self.range;
         let overlapping: Vec<&KeyedSnapshot> =
             snapshots.iter().filter(|snapshot| snapshot::overlaps(snapshot.range(), range)).collect();
+        for snapshot in &overlapping {
+            if let KeyedSnapshot::Incremental(snapshot) = snapshot {
+                incremental::validate(snapshot, self.max_parallelism.get() as u32)?;
+            }
+        }
+        // The store may be replaced or refilled: no key is current any more.
+        self.current = None;
         // Same key groups, same backend: the snapshot's files become the instance.
         let reusable = match (overlapping.as_slice(), &self.store) {
             ([KeyedSnapshot::Incremental(only)], Store::Rocks(store)) if only.range == range => {
@@ -596,12 +623,12 @@ impl<K: StateKey> KeyedStateBackend<K> {
             self.store = Store::Heap(HeapStore::new(range));
             return match RocksStore::open_restored(&dir, storage, only) {
                 Ok(restored) => {
-                    self.store = Store::Rocks(restored);
+                    self.store = Store::Rocks(Box::new(restored));
                     only.timers.as_ref().map_or(Ok(()), |timers| self.restore_full(storage, timers))
                 }
                 Err(error) => {
                     // Leave an empty RocksDB backend, never a different kind.
-                    self.store = Store::Rocks(RocksStore::open(&dir)?);
+                    self.store = Store::Rocks(Box::new(RocksStore::open(&dir)?));
                     Err(error)
                 }
             };

@@ -25,9 +25,14 @@ use crate::storage::{CheckpointStorage, FileHandle, StoragePath};
 pub(super) struct RocksStore {
     db: DB,
     dir: PathBuf,
-    /// Column family names and kinds, by state index.
+    /// Column family names and kinds of registered states, by state index.
     names: Vec<String>,
     kinds: Vec<StateKind>,
+    /// Every state column family, registered or only restored so far: a
+    /// snapshot must carry restored state that no operator registered yet.
+    columns: Vec<String>,
+    /// Prefix of this instance's shared SST file names, drawn at open.
+    instance_id: String,
     /// `key group | key` of the current key.
     current_key: Vec<u8>,
     /// `current key | namespace [| user key]` of the access in progress.
@@ -70,15 +75,11 @@ impl RocksStore {
     ) -> Result<Self, StateError> {
         prepare_empty(dir)?;
         incremental::download(storage, snapshot, dir)?;
-        // A new identity, so that this instance's new SST files never take the
-        // stored names of another instance restored from the same snapshot.
-        let identity = dir.join("IDENTITY");
-        if identity.exists() {
-            std::fs::remove_file(&identity).map_err(|error| io_error(&identity, error))?;
-        }
         let columns = DB::list_cf(&db_options(), dir).map_err(|error| rocks_error(dir, error))?;
         let db = DB::open_cf(&db_options(), dir, &columns).map_err(|error| rocks_error(dir, error))?;
-        Ok(Self::around(db, dir, snapshot.shared.iter().cloned().collect()))
+        let mut store = Self::around(db, dir, snapshot.shared.iter().cloned().collect());
+        store.columns = columns.into_iter().filter(|name| name != "default").collect();
+        Ok(store)
     }
 
     fn around(db: DB, dir: &Path, uploaded: HashMap<String, FileHandle>) -> Self {
@@ -89,6 +90,10 @@ impl RocksStore {
             dir: dir.to_path_buf(),
             names: Vec::new(),
             kinds: Vec::new(),
+            columns: Vec::new(),
+            // New for every opened instance, restored ones included, so that two
+            // instances never give different SST files the same stored name.
+            instance_id: crate::storage::unique_id(&dir.to_string_lossy()),
             current_key: Vec::new(),
             full_key: Vec::new(),
             value_buffer: Vec::new(),
@@ -111,12 +116,11 @@ impl RocksStore {
         private_dir: &StoragePath,
         shared_dir: &StoragePath,
         range: weir_common::KeyGroupRange,
+        max_parallelism: u32,
     ) -> Result<(IncrementalSnapshot, u64), StateError> {
-        let identity_path = self.dir.join("IDENTITY");
-        let identity = std::fs::read_to_string(&identity_path).map_err(|error| io_error(&identity_path, error))?;
-        let identity: String = identity.trim().chars().filter(char::is_ascii_alphanumeric).collect();
         self.checkpoints_taken += 1;
-        let local = self.dir.with_extension(format!("checkpoint-{}", self.checkpoints_taken));
+        let dir_name = self.dir.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+        let local = self.dir.with_file_name(format!("{dir_name}.checkpoint-{}", self.checkpoints_taken));
         if local.exists() {
             std::fs::remove_dir_all(&local).map_err(|error| io_error(&local, error))?;
         }
@@ -129,8 +133,15 @@ impl RocksStore {
         Checkpoint::new(&self.db)
             .and_then(|checkpoint| checkpoint.create_checkpoint(&local))
             .map_err(|error| rocks_error(&self.dir, error))?;
-        let result =
-            incremental::upload_checkpoint(storage, &local, &identity, &self.uploaded, private_dir, shared_dir, range);
+        let result = incremental::upload_checkpoint(
+            storage,
+            &local,
+            &self.instance_id,
+            &self.uploaded,
+            private_dir,
+            shared_dir,
+            IncrementalSnapshot { range, max_parallelism, shared: Vec::new(), private: Vec::new(), timers: None },
+        );
         let _ = std::fs::remove_dir_all(&local);
         result
     }
@@ -151,12 +162,21 @@ impl RocksStore {
             }
             return Ok(index);
         }
-        if self.db.cf_handle(name).is_none() {
-            self.db.create_cf(name, &db_options()).map_err(|error| rocks_error(&self.dir, error))?;
-        }
+        self.ensure_column(name)?;
         self.names.push(name.to_owned());
         self.kinds.push(kind);
         Ok(self.names.len() - 1)
+    }
+
+    /// Creates the column family of state `name` if it does not exist yet.
+    fn ensure_column(&mut self, name: &str) -> Result<(), StateError> {
+        if self.db.cf_handle(name).is_none() {
+            self.db.create_cf(name, &db_options()).map_err(|error| rocks_error(&self.dir, error))?;
+        }
+        if !self.columns.iter().any(|known| known == name) {
+            self.columns.push(name.to_owned());
+        }
+        Ok(())
     }
 
     pub(super) fn set_current_key<K: Serialize>(&mut self, group: KeyGroup, key: &K) -> Result<(), StateError> {
@@ -176,15 +196,24 @@ impl RocksStore {
         Ok(())
     }
 
+    /// The name of registered state `index`; an index this store never handed
+    /// out (a handle of another backend, or from before a restore) is an error.
+    fn name_of(&self, index: usize) -> Result<&str, StateError> {
+        self.names.get(index).map(String::as_str).ok_or_else(|| StateError::Incompatible {
+            name: format!("#{index}"),
+            message: "this state handle was not registered with this backend (register states after restore)".into(),
+        })
+    }
+
     fn column(&self, index: usize) -> Result<&rocksdb::ColumnFamily, StateError> {
-        self.db
-            .cf_handle(&self.names[index])
-            .ok_or_else(|| StateError::RocksDb(format!("column family '{}' vanished", self.names[index])))
+        let name = self.name_of(index)?;
+        self.db.cf_handle(name).ok_or_else(|| StateError::RocksDb(format!("column family '{name}' vanished")))
     }
 
     /// Decodes exactly one `T`; leftover bytes mean another type was stored.
     fn decode<T: DeserializeOwned>(&self, index: usize, bytes: &[u8]) -> Result<T, StateError> {
-        let incompatible = |message: String| StateError::Incompatible { name: self.names[index].clone(), message };
+        let name = self.name_of(index)?.to_owned();
+        let incompatible = |message: String| StateError::Incompatible { name: name.clone(), message };
         let type_name = std::any::type_name::<T>();
         let (value, rest) = postcard::take_from_bytes(bytes)
             .map_err(|error| incompatible(format!("a stored value does not decode as {type_name}: {error}")))?;
@@ -208,13 +237,15 @@ impl RocksStore {
 
     /// Writes (or with `None` deletes) the value at `full_key`.
     fn write<T: Serialize>(&mut self, index: usize, value: Option<&T>) -> Result<(), StateError> {
-        let column = self.db.cf_handle(&self.names[index]);
-        let column =
-            column.ok_or_else(|| StateError::RocksDb(format!("column family '{}' vanished", self.names[index])))?;
+        self.name_of(index)?;
+        // Field by field, so that the name can be borrowed while the buffer is written.
+        let name = &self.names[index];
+        let column = self.db.cf_handle(name);
+        let column = column.ok_or_else(|| StateError::RocksDb(format!("column family '{name}' vanished")))?;
         let result = match value {
             Some(value) => {
                 self.value_buffer.clear();
-                encode(value, &mut self.value_buffer, &self.names[index])?;
+                encode(value, &mut self.value_buffer, name)?;
                 self.db.put_cf_opt(column, &self.full_key, &self.value_buffer, &self.write_options)
             }
             None => self.db.delete_cf_opt(column, &self.full_key, &self.write_options),
@@ -294,7 +325,7 @@ impl RocksStore {
 
     pub(super) fn clear<N: Serialize>(&mut self, index: usize, namespace: &N) -> Result<(), StateError> {
         self.compose::<N, ()>(namespace, None)?;
-        if self.kinds[index] != StateKind::Map {
+        if self.kinds.get(index) != Some(&StateKind::Map) {
             return self.write::<()>(index, None);
         }
         // Keys start with a key group below 2^15, so a prefix is never all 0xFF.
@@ -318,9 +349,13 @@ impl RocksStore {
     }
 
     pub(super) fn write_snapshot(&self, writer: &mut SnapshotWriter) -> Result<(), StateError> {
-        for (index, name) in self.names.iter().enumerate() {
+        for name in &self.columns {
             let state = writer.state_index(name);
-            for entry in self.db.iterator_cf(self.column(index)?, IteratorMode::Start) {
+            let column = self
+                .db
+                .cf_handle(name)
+                .ok_or_else(|| StateError::RocksDb(format!("column family '{name}' vanished")))?;
+            for entry in self.db.iterator_cf(column, IteratorMode::Start) {
                 let (key, value) = entry.map_err(|error| rocks_error(&self.dir, error))?;
                 let (group, key) = split_group(&key)?;
                 writer.add(group, state, key, &value);
@@ -338,9 +373,7 @@ impl RocksStore {
         key: &[u8],
         value: &[u8],
     ) -> Result<(), StateError> {
-        if self.db.cf_handle(name).is_none() {
-            self.db.create_cf(name, &db_options()).map_err(|error| rocks_error(&self.dir, error))?;
-        }
+        self.ensure_column(name)?;
         let column =
             self.db.cf_handle(name).ok_or_else(|| StateError::RocksDb(format!("column family '{name}' vanished")))?;
         let mut full_key = Vec::with_capacity(2 + key.len());

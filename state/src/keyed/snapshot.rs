@@ -163,9 +163,9 @@ impl<'a> SnapshotReader<'a> {
         group: KeyGroup,
     ) -> Result<impl Iterator<Item = Result<Entry<'_>, StateError>> + '_, StateError> {
         let section = match self.header.sections.iter().find(|(g, _, _)| *g == group.0) {
-            Some(&(_, offset, len)) => self
-                .data
-                .get(offset as usize..(offset + len) as usize)
+            Some(&(_, offset, len)) => offset
+                .checked_add(len)
+                .and_then(|end| self.data.get(usize::try_from(offset).ok()?..usize::try_from(end).ok()?))
                 .ok_or_else(|| self.bad(format!("the section of key group {} is truncated", group.0)))?,
             None => &[][..],
         };

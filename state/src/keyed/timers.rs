@@ -202,8 +202,12 @@ impl<K: StateKey> Timers<K> {
         }
         let mut queues: Box<dyn ErasedQueues<K>> =
             Box::new(Queues::<K, N> { event: TimerQueue::new(), processing: TimerQueue::new() });
-        for (domain, _, bytes) in self.pending.remove(name).unwrap_or_default() {
-            queues.insert_encoded(domain, &bytes).map_err(incompatible)?;
+        // Restored timers leave `pending` only once all of them decoded.
+        if let Some(timers) = self.pending.get(name) {
+            for (domain, _, bytes) in timers {
+                queues.insert_encoded(*domain, bytes).map_err(incompatible)?;
+            }
+            self.pending.remove(name);
         }
         self.names.push(name.to_owned());
         self.services.push(queues);
@@ -211,12 +215,15 @@ impl<K: StateKey> Timers<K> {
     }
 
     fn queues<N: StateNamespace>(&mut self, service: &TimerService<N>) -> Result<&mut Queues<K, N>, StateError> {
-        let name = &self.names[service.index];
-        self.services[service.index].as_any_mut().downcast_mut::<Queues<K, N>>().ok_or_else(|| {
-            StateError::Incompatible {
-                name: format!("timers {name}"),
-                message: "used with another namespace type".into(),
-            }
+        let (Some(name), Some(queues)) = (self.names.get(service.index), self.services.get_mut(service.index)) else {
+            return Err(StateError::Incompatible {
+                name: format!("timers #{}", service.index),
+                message: "this timer service was not registered with this backend".into(),
+            });
+        };
+        queues.as_any_mut().downcast_mut::<Queues<K, N>>().ok_or_else(|| StateError::Incompatible {
+            name: format!("timers {name}"),
+            message: "used with another namespace type".into(),
         })
     }
 

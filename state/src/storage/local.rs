@@ -1,10 +1,9 @@
 //! Checkpoint storage on a directory: local disk, or a mount every process of
 //! a cluster can reach.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::checksum::{self, TRAILER_LEN};
 use super::{CheckpointStorage, FileHandle, StorageError, StoragePath};
@@ -16,14 +15,31 @@ const CHUNK: usize = 256 * 1024;
 #[derive(Debug)]
 pub struct LocalDirStorage {
     root: PathBuf,
-    /// Makes temporary names unique among concurrent writers of this process.
-    next_temporary: AtomicU64,
+}
+
+/// Creates `dir` and its missing ancestors, syncing each new directory's
+/// parent so that the new entries survive a power loss with the files in them.
+fn create_dir_all_durably(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        create_dir_all_durably(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Err(error) if error.kind() != io::ErrorKind::AlreadyExists => return Err(error),
+        _ => {}
+    }
+    match dir.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        Some(parent) => File::open(parent)?.sync_all(),
+        None => Ok(()),
+    }
 }
 
 impl LocalDirStorage {
     /// Storage below `root`, created on first write.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into(), next_temporary: AtomicU64::new(0) }
+        Self { root: root.into() }
     }
 
     /// Where a storage path lives on disk.
@@ -41,12 +57,16 @@ impl LocalDirStorage {
         let target = self.local_path(path);
         let failed = |operation, source| StorageError::Io { operation, path: path.to_string(), source };
         let parent = target.parent().unwrap_or(&self.root);
-        fs::create_dir_all(parent).map_err(|error| failed("create the directory of", error))?;
+        create_dir_all_durably(parent).map_err(|error| failed("create the directory of", error))?;
         let name = target.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
-        let unique = self.next_temporary.fetch_add(1, Ordering::Relaxed);
-        let temporary = parent.join(format!(".{name}.{}-{unique}.tmp", std::process::id()));
+        // Unique across processes and hosts sharing a mount; never reused.
+        let temporary = parent.join(format!(".{name}.{}.tmp", super::unique_id(&name)));
         let result = (|| {
-            let file = File::create(&temporary).map_err(|error| failed("create", error))?;
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temporary)
+                .map_err(|error| failed("create", error))?;
             let mut writer = BufWriter::with_capacity(CHUNK, file);
             let mut hasher = checksum::hasher();
             let mut size = 0u64;
@@ -83,10 +103,14 @@ impl LocalDirStorage {
             .metadata()
             .map_err(|error| StorageError::Io { operation: "inspect", path: file.path.to_string(), source: error })?
             .len();
-        if length != file.size + TRAILER_LEN {
+        let expected = file.size.checked_add(TRAILER_LEN).ok_or_else(|| StorageError::Corrupt {
+            path: file.path.to_string(),
+            reason: format!("the recorded size {} is impossible", file.size),
+        })?;
+        if length != expected {
             return Err(StorageError::Corrupt {
                 path: file.path.to_string(),
-                reason: format!("{length} bytes on disk, {} expected", file.size + TRAILER_LEN),
+                reason: format!("{length} bytes on disk, {expected} expected"),
             });
         }
         Ok(BufReader::with_capacity(CHUNK, opened))
@@ -141,7 +165,9 @@ impl CheckpointStorage for LocalDirStorage {
     }
 
     fn read(&self, file: &FileHandle) -> Result<Vec<u8>, StorageError> {
-        let mut contents = Vec::with_capacity(file.size as usize);
+        // No capacity from the handle: a corrupt handle must not allocate wildly;
+        // the length is checked against the file before any byte is read.
+        let mut contents = Vec::new();
         self.read_verified(file, &mut |bytes| {
             contents.extend_from_slice(bytes);
             Ok(())

@@ -19,6 +19,17 @@ use std::path::Path;
 pub use local::LocalDirStorage;
 pub use path::StoragePath;
 
+/// A name part unlikely to repeat anywhere: 32 hex digits hashed from the
+/// process, the clock, a process-wide counter and `salt`. For temporary file
+/// names and for naming RocksDB instances' shared files.
+pub fn unique_id(salt: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let seed = format!("{}:{nanos}:{}:{salt}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(seed.as_bytes()))
+}
+
 /// A file written to checkpoint storage, as recorded in snapshot metadata.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct FileHandle {
@@ -31,6 +42,9 @@ pub struct FileHandle {
 /// Stores and retrieves checkpoint files.
 pub trait CheckpointStorage: Send + Sync {
     /// Writes `contents` to `path` atomically, replacing any earlier file.
+    ///
+    /// Shared files are never rewritten: callers check [`CheckpointStorage::exists`]
+    /// first and give every new file a new name.
     fn write(&self, path: &StoragePath, contents: &[u8]) -> Result<FileHandle, StorageError>;
 
     /// Copies the local file `source` to `path` atomically (for large files
