@@ -57,10 +57,9 @@ fn main() {
     let started = Instant::now();
     for i in 0..keys {
         backend.set_current_key(shuffled(i)).expect("key");
-        let current = backend.value(&counter, &()).expect("get").unwrap_or(0);
-        backend.set_value(&counter, &(), current + 1).expect("update");
+        backend.update_value(&counter, &(), |count| (Some(count.unwrap_or(0) + 1), ())).expect("update");
     }
-    println!("update_ops_per_second={:.0} (read + write of a u64 counter)", rate(started, keys));
+    println!("update_ops_per_second={:.0} (read-modify-write of a u64 counter)", rate(started, keys));
 
     let storage = LocalDirStorage::new(dir.path().join("checkpoints"));
     let started = Instant::now();
