@@ -1,12 +1,12 @@
 //! `weir-state`: keyed state for Weir tasks and the backends that hold it.
 //!
-//! Today it owns the heap backend's core, [`KeyGroupedMap`] (one map per key
-//! group of a task's range, so a snapshot or a rescale moves whole key groups),
-//! the RocksDB options every embedded instance is opened with
-//! ([`rocks::db_options`]), checkpoint storage ([`storage`]: atomic,
-//! checksummed files on a directory) and the registry of shared snapshot files
-//! ([`SharedFileRegistry`]). State handles, timers, snapshots and restore come
-//! with the keyed-state issue and build on these.
+//! Modules, top-down: [`keyed`] (one task's keyed state: typed state handles,
+//! timers, the memory and RocksDB backends, full and incremental snapshots,
+//! restore at any parallelism) builds on [`key_grouped_map`] (heap maps, one
+//! per key group, so that snapshots and rescaling move whole key groups),
+//! [`rocks`] (the RocksDB options every instance uses), [`storage`] (atomic,
+//! checksummed checkpoint files) and [`shared_files`] (which snapshots still
+//! need which shared files).
 //!
 //! It depends on `weir-common` only. It must never depend on the runtime
 //! (`weir-worker`), the user API, the coordinator, or any async runtime: tasks

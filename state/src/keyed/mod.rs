@@ -14,8 +14,8 @@
 //! the state and snapshotted with it. The RocksDB backend also takes
 //! incremental snapshots ([`incremental`]).
 //!
-//! Not built yet (rest of the keyed-state issue): TTL, and the wiring into
-//! the runtime's operators.
+//! Not built yet (rest of the keyed-state issue): time-to-live, and batched
+//! RocksDB writes.
 
 mod handles;
 mod heap;
@@ -503,7 +503,8 @@ impl<K: StateKey> KeyedStateBackend<K> {
         timestamp: i64,
     ) -> Result<(), StateError> {
         let key = self.current.as_ref().ok_or(StateError::NoCurrentKey)?.key.clone();
-        self.timers.insert(service, domain, timestamp, key, namespace)
+        self.timers.queue(service, domain)?.insert(timestamp, key, namespace);
+        Ok(())
     }
 
     /// Deletes a timer of the current key, if set.
@@ -515,7 +516,8 @@ impl<K: StateKey> KeyedStateBackend<K> {
         timestamp: i64,
     ) -> Result<(), StateError> {
         let key = self.current.as_ref().ok_or(StateError::NoCurrentKey)?.key.clone();
-        self.timers.remove(service, domain, timestamp, key, namespace)
+        self.timers.queue(service, domain)?.remove(timestamp, key, namespace);
+        Ok(())
     }
 
     /// Removes and returns every timer of `domain` due at `time` (at or
@@ -526,7 +528,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
         domain: TimeDomain,
         time: i64,
     ) -> Result<Vec<Timer<K, N>>, StateError> {
-        self.timers.pop_until(service, domain, time)
+        Ok(self.timers.queue(service, domain)?.pop_until(time))
     }
 
     /// The earliest pending timer of `domain`.
@@ -535,7 +537,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
         service: &TimerService<N>,
         domain: TimeDomain,
     ) -> Result<Option<i64>, StateError> {
-        self.timers.next(service, domain)
+        Ok(self.timers.queue(service, domain)?.next())
     }
 
     /// Writes a full snapshot of every key group of the range to `path`.

@@ -67,7 +67,7 @@ impl<N> std::fmt::Debug for TimerService<N> {
 }
 
 /// Timers of one domain, ordered by timestamp; one timer per (timestamp, key, namespace).
-struct TimerQueue<K, N> {
+pub(super) struct TimerQueue<K, N> {
     by_time: BTreeMap<i64, HashSet<(K, N)>>,
 }
 
@@ -76,11 +76,11 @@ impl<K: StateKey, N: StateNamespace> TimerQueue<K, N> {
         Self { by_time: BTreeMap::new() }
     }
 
-    fn insert(&mut self, timestamp: i64, key: K, namespace: N) {
+    pub(super) fn insert(&mut self, timestamp: i64, key: K, namespace: N) {
         self.by_time.entry(timestamp).or_default().insert((key, namespace));
     }
 
-    fn remove(&mut self, timestamp: i64, key: K, namespace: N) {
+    pub(super) fn remove(&mut self, timestamp: i64, key: K, namespace: N) {
         if let Some(at) = self.by_time.get_mut(&timestamp) {
             at.remove(&(key, namespace));
             if at.is_empty() {
@@ -90,7 +90,7 @@ impl<K: StateKey, N: StateNamespace> TimerQueue<K, N> {
     }
 
     /// Removes and returns every timer at or before `limit`, earliest first.
-    fn pop_until(&mut self, limit: i64) -> Vec<Timer<K, N>> {
+    pub(super) fn pop_until(&mut self, limit: i64) -> Vec<Timer<K, N>> {
         let mut due = Vec::new();
         while let Some(entry) = self.by_time.first_entry() {
             if *entry.key() > limit {
@@ -102,7 +102,7 @@ impl<K: StateKey, N: StateNamespace> TimerQueue<K, N> {
         due
     }
 
-    fn next(&self) -> Option<i64> {
+    pub(super) fn next(&self) -> Option<i64> {
         self.by_time.keys().next().copied()
     }
 }
@@ -227,45 +227,13 @@ impl<K: StateKey> Timers<K> {
         })
     }
 
-    pub(super) fn insert<N: StateNamespace>(
+    /// The queue of one domain of a registered service.
+    pub(super) fn queue<N: StateNamespace>(
         &mut self,
         service: &TimerService<N>,
         domain: TimeDomain,
-        timestamp: i64,
-        key: K,
-        namespace: N,
-    ) -> Result<(), StateError> {
-        self.queues(service)?.of(domain).insert(timestamp, key, namespace);
-        Ok(())
-    }
-
-    pub(super) fn remove<N: StateNamespace>(
-        &mut self,
-        service: &TimerService<N>,
-        domain: TimeDomain,
-        timestamp: i64,
-        key: K,
-        namespace: N,
-    ) -> Result<(), StateError> {
-        self.queues(service)?.of(domain).remove(timestamp, key, namespace);
-        Ok(())
-    }
-
-    pub(super) fn pop_until<N: StateNamespace>(
-        &mut self,
-        service: &TimerService<N>,
-        domain: TimeDomain,
-        limit: i64,
-    ) -> Result<Vec<Timer<K, N>>, StateError> {
-        Ok(self.queues(service)?.of(domain).pop_until(limit))
-    }
-
-    pub(super) fn next<N: StateNamespace>(
-        &mut self,
-        service: &TimerService<N>,
-        domain: TimeDomain,
-    ) -> Result<Option<i64>, StateError> {
-        Ok(self.queues(service)?.of(domain).next())
+    ) -> Result<&mut TimerQueue<K, N>, StateError> {
+        Ok(self.queues(service)?.of(domain))
     }
 
     pub(super) fn write_snapshot(&self, writer: &mut SnapshotWriter, max: MaxParallelism) -> Result<(), StateError> {
