@@ -5,13 +5,19 @@
 //! kept in plain maps.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use proptest::prelude::*;
 use weir_common::{KeyGroup, KeyGroupRange, MaxParallelism};
 use weir_state::keyed::{
     AggregateFunction, AggregatingState, KeyedSnapshot, KeyedStateBackend, ListState, MapState, ReducingState,
-    StateBackendKind, TimeDomain, TimerService, ValueState,
+    StateBackendKind, StateTtl, TimeDomain, TimerService, ValueState,
 };
+
+/// Time to live of the "lease" state, in milliseconds of the test clock.
+const LEASE_MS: i64 = 50;
 use weir_state::storage::{LocalDirStorage, StoragePath};
 
 /// Sum and count, read back exactly.
@@ -48,6 +54,10 @@ enum Op {
     Reduce(u32),
     Aggregate(u32),
     SetTimer(bool, i64),
+    /// Writes the lease state (time to live `LEASE_MS`).
+    Lease(u32),
+    /// Moves the clock forward.
+    Tick(i64),
     DeleteTimer(bool, i64),
 }
 
@@ -63,6 +73,8 @@ fn op() -> impl Strategy<Value = Op> {
         (0u32..1000).prop_map(Op::Reduce),
         (0u32..1000).prop_map(Op::Aggregate),
         (any::<bool>(), -5i64..20).prop_map(|(event, at)| Op::SetTimer(event, at)),
+        any::<u32>().prop_map(Op::Lease),
+        (0i64..30).prop_map(Op::Tick),
         (any::<bool>(), -5i64..20).prop_map(|(event, at)| Op::DeleteTimer(event, at)),
     ]
 }
@@ -76,6 +88,18 @@ struct Model {
     mean: Option<(u64, u64)>,
     /// (event time?, timestamp)
     timers: BTreeSet<(bool, i64)>,
+    /// The lease's value as a read sees it now.
+    lease: Option<u32>,
+    /// The lease's value and expiry, as written (model only).
+    lease_written: Option<(u32, i64)>,
+}
+
+impl Model {
+    /// What reads should return at `now`: the visible lease, no model-only fields.
+    fn visible_at(&self, now: i64) -> Model {
+        let lease = self.lease_written.filter(|(_, expires)| *expires > now).map(|(value, _)| value);
+        Model { timers: BTreeSet::new(), lease, lease_written: None, ..self.clone() }
+    }
 }
 
 struct Handles {
@@ -85,23 +109,34 @@ struct Handles {
     total: ReducingState<u8, u64>,
     mean: AggregatingState<u8, SumCount>,
     timers: TimerService<u8>,
+    lease: ValueState<u8, u32>,
 }
 
 struct Subtasks {
     max: MaxParallelism,
     backends: Vec<KeyedStateBackend<String>>,
     handles: Vec<Handles>,
+    /// The processing-time clock of every backend.
+    clock: Arc<AtomicI64>,
 }
 
 impl Subtasks {
-    fn new(kind: &dyn Fn(usize) -> StateBackendKind, max: MaxParallelism, parallelism: usize) -> Self {
+    fn new(kind: &dyn Fn(usize) -> StateBackendKind, max: MaxParallelism, parallelism: usize, now: i64) -> Self {
+        let clock = Arc::new(AtomicI64::new(now));
         let backends = (0..parallelism)
             .map(|index| {
                 let range = KeyGroupRange::for_subtask(max, parallelism, index);
-                KeyedStateBackend::new(&kind(index), max, range).expect("backend opens")
+                let mut backend = KeyedStateBackend::new(&kind(index), max, range).expect("backend opens");
+                let reader = clock.clone();
+                backend.set_clock(Arc::new(move || reader.load(Ordering::SeqCst)));
+                backend
             })
             .collect();
-        Self { max, backends, handles: Vec::new() }
+        Self { max, backends, handles: Vec::new(), clock }
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.load(Ordering::SeqCst)
     }
 
     fn register(&mut self) {
@@ -115,6 +150,9 @@ impl Subtasks {
                 total: backend.register_reducing("total", |a: u64, b: u64| a + b).expect("registers"),
                 mean: backend.register_aggregating("mean", SumCount).expect("registers"),
                 timers: backend.register_timer_service("timers").expect("registers"),
+                lease: backend
+                    .register_value_with_ttl("lease", Some(StateTtl::new(Duration::from_millis(LEASE_MS as u64))))
+                    .expect("registers"),
             })
             .collect();
     }
@@ -136,6 +174,8 @@ impl Subtasks {
             total: backend.reducing_get(&h.total, &ns).expect("read"),
             mean: backend.aggregating_get(&h.mean, &ns).expect("read"),
             timers: BTreeSet::new(),
+            lease: backend.value(&h.lease, &ns).expect("read"),
+            lease_written: None,
         }
     }
 
@@ -166,6 +206,11 @@ impl Subtasks {
 }
 
 fn apply(subtasks: &mut Subtasks, model: &mut HashMap<(String, u8), Model>, key: String, ns: u8, op: Op) {
+    if let Op::Tick(millis) = op {
+        subtasks.clock.fetch_add(millis, Ordering::SeqCst);
+        return;
+    }
+    let now = subtasks.now();
     let expected = model.entry((key.clone(), ns)).or_default();
     let (backend, h) = subtasks.select(&key);
     match op {
@@ -214,6 +259,11 @@ fn apply(subtasks: &mut Subtasks, model: &mut HashMap<(String, u8), Model>, key:
             backend.delete_timer(&h.timers, domain(event), ns, at).expect("delete timer");
             expected.timers.remove(&(event, at));
         }
+        Op::Lease(value) => {
+            backend.set_value(&h.lease, &ns, value).expect("lease");
+            expected.lease_written = Some((value, now + LEASE_MS));
+        }
+        Op::Tick(_) => {}
     }
 }
 
@@ -247,16 +297,16 @@ fn run_with(
     let storage = LocalDirStorage::new(dir.path().join("checkpoints"));
     let max = MaxParallelism::new(64).expect("valid");
 
-    let mut before = Subtasks::new(&kind_for(rocks_before, dir.path().join("before")), max, m);
+    let mut before = Subtasks::new(&kind_for(rocks_before, dir.path().join("before")), max, m, 10_000);
     before.register();
     let mut model = HashMap::new();
     for (key, ns, op) in ops {
         apply(&mut before, &mut model, format!("key-{key}"), ns, op);
     }
     // The live state matches the model before any snapshot is involved.
+    let snapshot_time = before.now();
     for ((key, ns), expected) in &model {
-        let expected = Model { timers: BTreeSet::new(), ..expected.clone() };
-        prop_assert_eq!(before.read(key, *ns), expected, "live state of {}/{}", key, ns);
+        prop_assert_eq!(before.read(key, *ns), expected.visible_at(snapshot_time), "live state of {}/{}", key, ns);
     }
     let expected_timers: Vec<(String, u8, bool, i64)> = model
         .iter()
@@ -280,17 +330,30 @@ fn run_with(
         .collect();
     drop(before);
 
-    let mut after = Subtasks::new(&kind_for(rocks_after, dir.path().join("after")), max, n);
+    let mut after = Subtasks::new(&kind_for(rocks_after, dir.path().join("after")), max, n, snapshot_time);
     for backend in &mut after.backends {
         backend.restore(&storage, &snapshots).expect("restore");
     }
     after.register();
-    for key in 0..64u8 {
-        for ns in 0..3u8 {
-            let key = format!("key-{key}");
-            let expected = model.get(&(key.clone(), ns)).cloned().unwrap_or_default();
-            let expected = Model { timers: BTreeSet::new(), ..expected };
-            prop_assert_eq!(after.read(&key, ns), expected, "key {}/{} after {} -> {}", key, ns, m, n);
+    // Read at the snapshot's time, then later: leases keep their exact expiry.
+    for advance in [0, LEASE_MS / 2] {
+        after.clock.store(snapshot_time + advance, Ordering::SeqCst);
+        for key in 0..64u8 {
+            for ns in 0..3u8 {
+                let key = format!("key-{key}");
+                let expected = model.get(&(key.clone(), ns)).cloned().unwrap_or_default();
+                let expected = expected.visible_at(snapshot_time + advance);
+                prop_assert_eq!(
+                    after.read(&key, ns),
+                    expected,
+                    "key {}/{} after {} -> {}, +{}ms",
+                    key,
+                    ns,
+                    m,
+                    n,
+                    advance
+                );
+            }
         }
     }
     prop_assert_eq!(after.fire_all(), expected_timers, "timers after {} -> {}", m, n);

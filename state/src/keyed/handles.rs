@@ -4,6 +4,36 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Time-to-live of a state's entries (Flink's `StateTtlConfig`): an entry not
+/// written for `time_to_live` (processing time) is invisible to reads and is
+/// left out of full snapshots. Expired values are never returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateTtl {
+    /// How long an entry lives after its last write.
+    pub time_to_live: Duration,
+    /// Whether reads also restart the entry's time to live.
+    pub refresh_on_read: bool,
+}
+
+impl StateTtl {
+    /// Entries expire `time_to_live` after their last write.
+    pub fn new(time_to_live: Duration) -> Self {
+        Self { time_to_live, refresh_on_read: false }
+    }
+
+    /// Reads restart the time to live too.
+    pub fn refresh_on_read(mut self) -> Self {
+        self.refresh_on_read = true;
+        self
+    }
+
+    /// The time to live in milliseconds, saturating.
+    pub(super) fn millis(self) -> i64 {
+        i64::try_from(self.time_to_live.as_millis()).unwrap_or(i64::MAX)
+    }
+}
 
 /// The kinds of keyed state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,12 +81,13 @@ macro_rules! handle {
         $(#[$doc])*
         pub struct $name<N, $($param),*> {
             pub(super) index: usize,
+            pub(super) ttl: Option<StateTtl>,
             pub(super) marker: PhantomData<fn() -> (N, $($param),*)>,
         }
 
         impl<N, $($param),*> Clone for $name<N, $($param),*> {
             fn clone(&self) -> Self {
-                Self { index: self.index, marker: PhantomData }
+                Self { index: self.index, ttl: self.ttl, marker: PhantomData }
             }
         }
 
@@ -94,13 +125,14 @@ pub type ReduceFn<V> = Arc<dyn Fn(V, V) -> V + Send + Sync>;
 /// A registered reducing state.
 pub struct ReducingState<N, V> {
     pub(super) index: usize,
+    pub(super) ttl: Option<StateTtl>,
     pub(super) reduce: ReduceFn<V>,
     pub(super) marker: PhantomData<fn() -> N>,
 }
 
 impl<N, V> Clone for ReducingState<N, V> {
     fn clone(&self) -> Self {
-        Self { index: self.index, reduce: self.reduce.clone(), marker: PhantomData }
+        Self { index: self.index, ttl: self.ttl, reduce: self.reduce.clone(), marker: PhantomData }
     }
 }
 
@@ -120,13 +152,14 @@ impl<N, V> StateHandle for ReducingState<N, V> {
 /// A registered aggregating state.
 pub struct AggregatingState<N, F> {
     pub(super) index: usize,
+    pub(super) ttl: Option<StateTtl>,
     pub(super) function: Arc<F>,
     pub(super) marker: PhantomData<fn() -> N>,
 }
 
 impl<N, F> Clone for AggregatingState<N, F> {
     fn clone(&self) -> Self {
-        Self { index: self.index, function: self.function.clone(), marker: PhantomData }
+        Self { index: self.index, ttl: self.ttl, function: self.function.clone(), marker: PhantomData }
     }
 }
 

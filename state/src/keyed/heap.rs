@@ -35,6 +35,8 @@ pub(super) struct HeapStore<K> {
     range: KeyGroupRange,
     names: Vec<String>,
     kinds: Vec<StateKind>,
+    /// Whether each state has a time to live (its values are `Expiring`).
+    ttl: Vec<bool>,
     tables: Vec<Box<dyn Table<K>>>,
     /// Restored entries of states not registered yet, still encoded: they are
     /// decoded on registration, when their types are known, and written to the
@@ -48,7 +50,9 @@ type EncodedEntry = (KeyGroup, Vec<u8>, Vec<u8>);
 /// One state's entries, with what the store needs without knowing its types.
 pub(super) trait Table<K>: Send {
     fn as_any_mut(&mut self) -> &mut dyn Any;
-    fn write_snapshot(&self, state: u32, writer: &mut SnapshotWriter) -> Result<(), String>;
+    /// Writes the entries; with `expired_at`, leaves out entries (values of
+    /// time-to-live states) that have expired at that time.
+    fn write_snapshot(&self, state: u32, writer: &mut SnapshotWriter, expired_at: Option<i64>) -> Result<(), String>;
     fn insert_encoded(&mut self, group: KeyGroup, key: &[u8], value: &[u8]) -> Result<(), String>;
     fn clear(&mut self, group: KeyGroup, key: &K, namespace: &dyn Any) -> Result<(), String>;
 }
@@ -116,12 +120,15 @@ impl<K: StateKey, N: StateNamespace, S: StateValue> Table<K> for SingleTable<K, 
         self
     }
 
-    fn write_snapshot(&self, state: u32, writer: &mut SnapshotWriter) -> Result<(), String> {
+    fn write_snapshot(&self, state: u32, writer: &mut SnapshotWriter, expired_at: Option<i64>) -> Result<(), String> {
         let (mut key, mut value) = (Vec::new(), Vec::new());
         for (group, (k, n), stored) in self.entries.iter() {
             let Some(stored) = stored else { continue };
-            encode_all(&[k, n], &mut key)?;
             encode_all(&[stored], &mut value)?;
+            if expired_at.is_some_and(|now| super::ttl::expired(&value, now)) {
+                continue;
+            }
+            encode_all(&[k, n], &mut key)?;
             writer.add(group, state, &key, &value);
         }
         Ok(())
@@ -154,12 +161,15 @@ where
         self
     }
 
-    fn write_snapshot(&self, state: u32, writer: &mut SnapshotWriter) -> Result<(), String> {
+    fn write_snapshot(&self, state: u32, writer: &mut SnapshotWriter, expired_at: Option<i64>) -> Result<(), String> {
         let (mut key, mut value) = (Vec::new(), Vec::new());
         for (group, (k, n), map) in self.entries.iter() {
             for (user_key, user_value) in map {
-                encode_all(&[k, n, user_key], &mut key)?;
                 encode_all(&[user_value], &mut value)?;
+                if expired_at.is_some_and(|now| super::ttl::expired(&value, now)) {
+                    continue;
+                }
+                encode_all(&[k, n, user_key], &mut key)?;
                 writer.add(group, state, &key, &value);
             }
         }
@@ -186,7 +196,14 @@ where
 
 impl<K: StateKey> HeapStore<K> {
     pub(super) fn new(range: KeyGroupRange) -> Self {
-        Self { range, names: Vec::new(), kinds: Vec::new(), tables: Vec::new(), pending: HashMap::new() }
+        Self {
+            range,
+            names: Vec::new(),
+            kinds: Vec::new(),
+            ttl: Vec::new(),
+            tables: Vec::new(),
+            pending: HashMap::new(),
+        }
     }
 
     /// Registers `name` with table type `T`, created by `create` if new.
@@ -194,11 +211,13 @@ impl<K: StateKey> HeapStore<K> {
         &mut self,
         name: &str,
         kind: StateKind,
+        ttl: bool,
         create: impl FnOnce(KeyGroupRange) -> T,
     ) -> Result<usize, StateError> {
         let incompatible = |message: String| StateError::Incompatible { name: name.to_owned(), message };
         if let Some(index) = self.names.iter().position(|known| known == name) {
-            if self.kinds[index] != kind || self.tables[index].as_any_mut().downcast_mut::<T>().is_none() {
+            let same = self.kinds[index] == kind && self.ttl[index] == ttl;
+            if !same || self.tables[index].as_any_mut().downcast_mut::<T>().is_none() {
                 return Err(incompatible(format!("registered again as another kind or type ({kind:?})")));
             }
             return Ok(index);
@@ -216,6 +235,7 @@ impl<K: StateKey> HeapStore<K> {
         }
         self.names.push(name.to_owned());
         self.kinds.push(kind);
+        self.ttl.push(ttl);
         self.tables.push(Box::new(table));
         Ok(self.tables.len() - 1)
     }
@@ -339,11 +359,11 @@ impl<K: StateKey> HeapStore<K> {
         Ok(table.entries.iter().filter_map(|(_, _, value)| value.clone()).collect())
     }
 
-    pub(super) fn write_snapshot(&self, writer: &mut SnapshotWriter) -> Result<(), StateError> {
-        for (name, table) in self.names.iter().zip(&self.tables) {
+    pub(super) fn write_snapshot(&self, writer: &mut SnapshotWriter, now: i64) -> Result<(), StateError> {
+        for ((name, table), ttl) in self.names.iter().zip(&self.tables).zip(&self.ttl) {
             let state = writer.state_index(name);
             table
-                .write_snapshot(state, writer)
+                .write_snapshot(state, writer, ttl.then_some(now))
                 .map_err(|message| StateError::Incompatible { name: name.clone(), message })?;
         }
         for (name, entries) in &self.pending {

@@ -14,8 +14,10 @@
 //! the state and snapshotted with it. The RocksDB backend also takes
 //! incremental snapshots ([`incremental`]).
 //!
-//! Not built yet (rest of the keyed-state issue): time-to-live, and batched
-//! RocksDB writes.
+//! States may have a time to live ([`StateTtl`]).
+//!
+//! Not built yet (rest of the keyed-state issue): batched RocksDB writes, and
+//! a compaction filter that drops expired entries inside RocksDB.
 
 mod handles;
 mod heap;
@@ -23,6 +25,7 @@ pub mod incremental;
 mod rocks_store;
 pub mod snapshot;
 mod timers;
+mod ttl;
 
 use std::marker::PhantomData;
 use std::path::PathBuf;
@@ -34,7 +37,7 @@ use weir_common::{KeyEncodingError, KeyGroup, KeyGroupRange, MaxParallelism};
 
 pub use handles::{
     AggregateFunction, AggregatingState, ListState, MapState, ReduceFn, ReducingState, StateHandle, StateKind,
-    ValueState,
+    StateTtl, ValueState,
 };
 use heap::{HeapStore, MapTable, SingleTable};
 pub use incremental::{IncrementalSnapshot, SnapshotOutcome};
@@ -42,6 +45,7 @@ use rocks_store::RocksStore;
 pub use snapshot::KeyedSnapshot;
 use timers::Timers;
 pub use timers::{TimeDomain, Timer, TimerService};
+use ttl::Expiring;
 
 use crate::storage::{CheckpointStorage, StorageError, StoragePath};
 
@@ -114,6 +118,16 @@ pub struct KeyedStateBackend<K> {
     timers: Timers<K>,
     current: Option<CurrentKey<K>>,
     scratch: Vec<u8>,
+    /// Processing time in milliseconds, for time-to-live.
+    clock: Clock,
+}
+
+/// A source of processing time in milliseconds.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+fn system_clock() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
 }
 
 struct CurrentKey<K> {
@@ -153,7 +167,15 @@ impl<K: StateKey> KeyedStateBackend<K> {
             StateBackendKind::Memory => Store::Heap(HeapStore::new(range)),
             StateBackendKind::RocksDb { dir } => Store::Rocks(Box::new(RocksStore::open(dir)?)),
         };
-        Ok(Self { max_parallelism, range, store, timers: Timers::new(), current: None, scratch: Vec::new() })
+        Ok(Self {
+            max_parallelism,
+            range,
+            store,
+            timers: Timers::new(),
+            current: None,
+            scratch: Vec::new(),
+            clock: Arc::new(system_clock),
+        })
     }
 
     /// The key groups this backend owns.
@@ -169,6 +191,12 @@ impl<K: StateKey> KeyedStateBackend<K> {
         }
         self.current = Some(CurrentKey { key, group });
         Ok(())
+    }
+
+    /// Replaces the processing-time clock that time-to-live uses (the system
+    /// clock by default), e.g. with a manual one in tests.
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
     }
 
     /// The current key.
@@ -191,11 +219,14 @@ impl<K: StateKey> KeyedStateBackend<K> {
         &mut self,
         name: &str,
         kind: StateKind,
+        ttl: Option<StateTtl>,
     ) -> Result<usize, StateError> {
         Self::check_name(name)?;
-        match &mut self.store {
-            Store::Heap(store) => store.register(name, kind, SingleTable::<K, N, S>::new),
-            Store::Rocks(store) => store.register(name, kind),
+        let ttl = ttl.is_some();
+        match (&mut self.store, ttl) {
+            (Store::Heap(store), false) => store.register(name, kind, ttl, SingleTable::<K, N, S>::new),
+            (Store::Heap(store), true) => store.register(name, kind, ttl, SingleTable::<K, N, Expiring<S>>::new),
+            (Store::Rocks(store), _) => store.register(name, kind, ttl),
         }
     }
 
@@ -204,8 +235,17 @@ impl<K: StateKey> KeyedStateBackend<K> {
         &mut self,
         name: &str,
     ) -> Result<ValueState<N, V>, StateError> {
-        let index = self.register_single::<N, V>(name, StateKind::Value)?;
-        Ok(ValueState { index, marker: PhantomData })
+        self.register_value_with_ttl(name, None)
+    }
+
+    /// Declares a value state whose entries expire (`None`: they never do).
+    pub fn register_value_with_ttl<N: StateNamespace, V: StateValue>(
+        &mut self,
+        name: &str,
+        ttl: Option<StateTtl>,
+    ) -> Result<ValueState<N, V>, StateError> {
+        let index = self.register_single::<N, V>(name, StateKind::Value, ttl)?;
+        Ok(ValueState { index, ttl, marker: PhantomData })
     }
 
     /// Declares a list state.
@@ -213,8 +253,17 @@ impl<K: StateKey> KeyedStateBackend<K> {
         &mut self,
         name: &str,
     ) -> Result<ListState<N, V>, StateError> {
-        let index = self.register_single::<N, Vec<V>>(name, StateKind::List)?;
-        Ok(ListState { index, marker: PhantomData })
+        self.register_list_with_ttl(name, None)
+    }
+
+    /// Declares a list state whose lists expire as a whole.
+    pub fn register_list_with_ttl<N: StateNamespace, V: StateValue>(
+        &mut self,
+        name: &str,
+        ttl: Option<StateTtl>,
+    ) -> Result<ListState<N, V>, StateError> {
+        let index = self.register_single::<N, Vec<V>>(name, StateKind::List, ttl)?;
+        Ok(ListState { index, ttl, marker: PhantomData })
     }
 
     /// Declares a map state.
@@ -222,12 +271,27 @@ impl<K: StateKey> KeyedStateBackend<K> {
         &mut self,
         name: &str,
     ) -> Result<MapState<N, UK, UV>, StateError> {
+        self.register_map_with_ttl(name, None)
+    }
+
+    /// Declares a map state whose entries expire one by one.
+    pub fn register_map_with_ttl<N: StateNamespace, UK: StateKey, UV: StateValue>(
+        &mut self,
+        name: &str,
+        ttl: Option<StateTtl>,
+    ) -> Result<MapState<N, UK, UV>, StateError> {
         Self::check_name(name)?;
-        let index = match &mut self.store {
-            Store::Heap(store) => store.register(name, StateKind::Map, MapTable::<K, N, UK, UV>::new)?,
-            Store::Rocks(store) => store.register(name, StateKind::Map)?,
+        let expiring = ttl.is_some();
+        let index = match (&mut self.store, expiring) {
+            (Store::Heap(store), false) => {
+                store.register(name, StateKind::Map, false, MapTable::<K, N, UK, UV>::new)?
+            }
+            (Store::Heap(store), true) => {
+                store.register(name, StateKind::Map, true, MapTable::<K, N, UK, Expiring<UV>>::new)?
+            }
+            (Store::Rocks(store), _) => store.register(name, StateKind::Map, expiring)?,
         };
-        Ok(MapState { index, marker: PhantomData })
+        Ok(MapState { index, ttl, marker: PhantomData })
     }
 
     /// Declares a reducing state folding added values with `reduce`.
@@ -236,8 +300,18 @@ impl<K: StateKey> KeyedStateBackend<K> {
         name: &str,
         reduce: impl Fn(V, V) -> V + Send + Sync + 'static,
     ) -> Result<ReducingState<N, V>, StateError> {
-        let index = self.register_single::<N, V>(name, StateKind::Reducing)?;
-        Ok(ReducingState { index, reduce: Arc::new(reduce), marker: PhantomData })
+        self.register_reducing_with_ttl(name, reduce, None)
+    }
+
+    /// Declares a reducing state whose values expire.
+    pub fn register_reducing_with_ttl<N: StateNamespace, V: StateValue>(
+        &mut self,
+        name: &str,
+        reduce: impl Fn(V, V) -> V + Send + Sync + 'static,
+        ttl: Option<StateTtl>,
+    ) -> Result<ReducingState<N, V>, StateError> {
+        let index = self.register_single::<N, V>(name, StateKind::Reducing, ttl)?;
+        Ok(ReducingState { index, ttl, reduce: Arc::new(reduce), marker: PhantomData })
     }
 
     /// Declares an aggregating state folding added inputs with `function`.
@@ -250,29 +324,68 @@ impl<K: StateKey> KeyedStateBackend<K> {
         F: AggregateFunction,
         F::Acc: StateValue,
     {
-        let index = self.register_single::<N, F::Acc>(name, StateKind::Aggregating)?;
-        Ok(AggregatingState { index, function: Arc::new(function), marker: PhantomData })
+        self.register_aggregating_with_ttl(name, function, None)
     }
 
-    /// Reads the stored object of a single-object state.
+    /// Declares an aggregating state whose accumulators expire.
+    pub fn register_aggregating_with_ttl<N: StateNamespace, F>(
+        &mut self,
+        name: &str,
+        function: F,
+        ttl: Option<StateTtl>,
+    ) -> Result<AggregatingState<N, F>, StateError>
+    where
+        F: AggregateFunction,
+        F::Acc: StateValue,
+    {
+        let index = self.register_single::<N, F::Acc>(name, StateKind::Aggregating, ttl)?;
+        Ok(AggregatingState { index, ttl, function: Arc::new(function), marker: PhantomData })
+    }
+
+    /// Reads the stored object of a single-object state, honouring its time to live.
     fn get_single<N: StateNamespace, S: StateValue>(
         &mut self,
         index: usize,
+        ttl: Option<StateTtl>,
         namespace: &N,
     ) -> Result<Option<S>, StateError> {
-        with_store!(self, |heap, group, key| heap.get::<N, S>(index, group, key, namespace), |rocks| rocks
-            .get::<N, S>(index, namespace))
+        let Some(ttl) = ttl else {
+            return with_store!(self, |heap, group, key| heap.get::<N, S>(index, group, key, namespace), |rocks| rocks
+                .get::<N, S>(index, namespace));
+        };
+        let now = (self.clock)();
+        if ttl.refresh_on_read {
+            return self.modify_single(index, Some(ttl), namespace, |value: Option<S>| (value.clone(), value));
+        }
+        let stored =
+            with_store!(self, |heap, group, key| heap.get::<N, Expiring<S>>(index, group, key, namespace), |rocks| {
+                rocks.get::<N, Expiring<S>>(index, namespace)
+            })?;
+        Ok(stored.and_then(|stored| stored.alive(now)))
     }
 
-    /// Read-modify-write of a single-object state (`None` removes it).
+    /// Read-modify-write of a single-object state (`None` removes it); a write
+    /// restarts the entry's time to live.
     fn modify_single<N: StateNamespace, S: StateValue, R>(
         &mut self,
         index: usize,
+        ttl: Option<StateTtl>,
         namespace: &N,
         update: impl FnOnce(Option<S>) -> (Option<S>, R),
     ) -> Result<R, StateError> {
-        with_store!(self, |heap, group, key| heap.modify(index, group, key, namespace, update), |rocks| rocks
-            .modify(index, namespace, update))
+        let Some(ttl) = ttl else {
+            return with_store!(self, |heap, group, key| heap.modify(index, group, key, namespace, update), |rocks| {
+                rocks.modify(index, namespace, update)
+            });
+        };
+        let now = (self.clock)();
+        let expires_at = now.saturating_add(ttl.millis());
+        let expiring = move |stored: Option<Expiring<S>>| {
+            let (updated, result) = update(stored.and_then(|stored| stored.alive(now)));
+            (updated.map(|value| Expiring { expires_at, value }), result)
+        };
+        with_store!(self, |heap, group, key| heap.modify(index, group, key, namespace, expiring), |rocks| rocks
+            .modify(index, namespace, expiring))
     }
 
     /// The value of the current key in `namespace`.
@@ -281,7 +394,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
         state: &ValueState<N, V>,
         namespace: &N,
     ) -> Result<Option<V>, StateError> {
-        self.get_single(state.index, namespace)
+        self.get_single(state.index, state.ttl, namespace)
     }
 
     /// Sets the value of the current key in `namespace`.
@@ -292,9 +405,12 @@ impl<K: StateKey> KeyedStateBackend<K> {
         value: V,
     ) -> Result<(), StateError> {
         let index = state.index;
-        // A blind write: no read of the old value.
-        with_store!(self, |heap, group, key| heap.put(index, group, key, namespace, value), |rocks| rocks
-            .put(index, namespace, &value))
+        match state.ttl {
+            // A blind write: no read of the old value.
+            None => with_store!(self, |heap, group, key| heap.put(index, group, key, namespace, value), |rocks| rocks
+                .put(index, namespace, &value)),
+            Some(ttl) => self.modify_single(index, Some(ttl), namespace, |_: Option<V>| (Some(value), ())),
+        }
     }
 
     /// Reads, changes and writes the value of the current key in `namespace`
@@ -306,16 +422,24 @@ impl<K: StateKey> KeyedStateBackend<K> {
         namespace: &N,
         update: impl FnOnce(Option<V>) -> (Option<V>, R),
     ) -> Result<R, StateError> {
-        self.modify_single(state.index, namespace, update)
+        self.modify_single(state.index, state.ttl, namespace, update)
     }
 
-    /// Every value of `state` in the default namespace `()`, over all keys,
-    /// in no particular order (for emitting final results at end of input).
+    /// Every live value of `state` in the default namespace `()`, over all
+    /// keys, in no particular order (for emitting final results at end of input).
     pub fn values<V: StateValue>(&mut self, state: &ValueState<(), V>) -> Result<Vec<V>, StateError> {
-        match &mut self.store {
-            Store::Heap(store) => store.values::<(), V>(state.index),
-            Store::Rocks(store) => store.values::<V>(state.index),
+        if state.ttl.is_none() {
+            return match &mut self.store {
+                Store::Heap(store) => store.values::<(), V>(state.index),
+                Store::Rocks(store) => store.values::<V>(state.index),
+            };
         }
+        let now = (self.clock)();
+        let stored = match &mut self.store {
+            Store::Heap(store) => store.values::<(), Expiring<V>>(state.index)?,
+            Store::Rocks(store) => store.values::<Expiring<V>>(state.index)?,
+        };
+        Ok(stored.into_iter().filter_map(|stored| stored.alive(now)).collect())
     }
 
     /// The list of the current key in `namespace` (empty if none).
@@ -324,7 +448,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
         state: &ListState<N, V>,
         namespace: &N,
     ) -> Result<Vec<V>, StateError> {
-        Ok(self.get_single::<N, Vec<V>>(state.index, namespace)?.unwrap_or_default())
+        Ok(self.get_single::<N, Vec<V>>(state.index, state.ttl, namespace)?.unwrap_or_default())
     }
 
     /// Appends to the list of the current key in `namespace`.
@@ -334,7 +458,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
         namespace: &N,
         value: V,
     ) -> Result<(), StateError> {
-        self.modify_single(state.index, namespace, |list: Option<Vec<V>>| {
+        self.modify_single(state.index, state.ttl, namespace, |list: Option<Vec<V>>| {
             let mut list = list.unwrap_or_default();
             list.push(value);
             (Some(list), ())
@@ -348,7 +472,9 @@ impl<K: StateKey> KeyedStateBackend<K> {
         namespace: &N,
         values: Vec<V>,
     ) -> Result<(), StateError> {
-        self.modify_single(state.index, namespace, |_: Option<Vec<V>>| ((!values.is_empty()).then_some(values), ()))
+        self.modify_single(state.index, state.ttl, namespace, |_: Option<Vec<V>>| {
+            ((!values.is_empty()).then_some(values), ())
+        })
     }
 
     /// The value under `user_key` in the current key's map in `namespace`.
@@ -359,13 +485,28 @@ impl<K: StateKey> KeyedStateBackend<K> {
         user_key: &UK,
     ) -> Result<Option<UV>, StateError> {
         let index = state.index;
-        with_store!(
+        if state.ttl.is_none() {
+            return with_store!(
+                self,
+                |heap, group, key| heap.map(index, group, key, namespace, |map: &mut hashbrown::HashMap<UK, UV>| {
+                    map.get(user_key).cloned()
+                }),
+                |rocks| rocks.map_get(index, namespace, user_key)
+            );
+        }
+        let now = (self.clock)();
+        let stored: Option<Expiring<UV>> = with_store!(
             self,
-            |heap, group, key| heap.map(index, group, key, namespace, |map: &mut hashbrown::HashMap<UK, UV>| {
-                map.get(user_key).cloned()
-            }),
+            |heap, group, key| heap.map(
+                index,
+                group,
+                key,
+                namespace,
+                |map: &mut hashbrown::HashMap<UK, Expiring<UV>>| { map.get(user_key).cloned() }
+            ),
             |rocks| rocks.map_get(index, namespace, user_key)
-        )
+        )?;
+        Ok(stored.and_then(|stored| stored.alive(now)))
     }
 
     /// Puts `user_key → user_value` into the current key's map in `namespace`.
@@ -377,12 +518,22 @@ impl<K: StateKey> KeyedStateBackend<K> {
         user_value: UV,
     ) -> Result<(), StateError> {
         let index = state.index;
+        let Some(ttl) = state.ttl else {
+            return with_store!(
+                self,
+                |heap, group, key| heap.map(index, group, key, namespace, |map| {
+                    map.insert(user_key, user_value);
+                }),
+                |rocks| rocks.map_put(index, namespace, &user_key, Some(&user_value))
+            );
+        };
+        let stored = Expiring { expires_at: (self.clock)().saturating_add(ttl.millis()), value: user_value };
         with_store!(
             self,
             |heap, group, key| heap.map(index, group, key, namespace, |map| {
-                map.insert(user_key, user_value);
+                map.insert(user_key, stored);
             }),
-            |rocks| rocks.map_put(index, namespace, &user_key, Some(&user_value))
+            |rocks| rocks.map_put(index, namespace, &user_key, Some(&stored))
         )
     }
 
@@ -394,6 +545,21 @@ impl<K: StateKey> KeyedStateBackend<K> {
         user_key: &UK,
     ) -> Result<(), StateError> {
         let index = state.index;
+        if state.ttl.is_some() {
+            return with_store!(
+                self,
+                |heap, group, key| heap.map(
+                    index,
+                    group,
+                    key,
+                    namespace,
+                    |map: &mut hashbrown::HashMap<UK, Expiring<UV>>| {
+                        map.remove(user_key);
+                    }
+                ),
+                |rocks| rocks.map_put::<N, UK, Expiring<UV>>(index, namespace, user_key, None)
+            );
+        }
         with_store!(
             self,
             |heap, group, key| heap.map(index, group, key, namespace, |map: &mut hashbrown::HashMap<UK, UV>| {
@@ -403,20 +569,37 @@ impl<K: StateKey> KeyedStateBackend<K> {
         )
     }
 
-    /// Every entry of the current key's map in `namespace`, in no particular order.
+    /// Every live entry of the current key's map in `namespace`, in no particular order.
     pub fn map_entries<N: StateNamespace, UK: StateKey, UV: StateValue>(
         &mut self,
         state: &MapState<N, UK, UV>,
         namespace: &N,
     ) -> Result<Vec<(UK, UV)>, StateError> {
         let index = state.index;
-        with_store!(
+        if state.ttl.is_none() {
+            return with_store!(
+                self,
+                |heap, group, key| heap.map(index, group, key, namespace, |map: &mut hashbrown::HashMap<UK, UV>| {
+                    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+                }),
+                |rocks| rocks.map_entries(index, namespace)
+            );
+        }
+        let now = (self.clock)();
+        let stored: Vec<(UK, Expiring<UV>)> = with_store!(
             self,
-            |heap, group, key| heap.map(index, group, key, namespace, |map: &mut hashbrown::HashMap<UK, UV>| {
-                map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-            }),
+            |heap, group, key| heap.map(
+                index,
+                group,
+                key,
+                namespace,
+                |map: &mut hashbrown::HashMap<UK, Expiring<UV>>| {
+                    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+                }
+            ),
             |rocks| rocks.map_entries(index, namespace)
-        )
+        )?;
+        Ok(stored.into_iter().filter_map(|(k, v)| v.alive(now).map(|v| (k, v))).collect())
     }
 
     /// The reduced value of the current key in `namespace`.
@@ -425,7 +608,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
         state: &ReducingState<N, V>,
         namespace: &N,
     ) -> Result<Option<V>, StateError> {
-        self.get_single(state.index, namespace)
+        self.get_single(state.index, state.ttl, namespace)
     }
 
     /// Reduces `value` into the current key's value in `namespace`.
@@ -436,7 +619,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
         value: V,
     ) -> Result<(), StateError> {
         let reduce = state.reduce.clone();
-        self.modify_single(state.index, namespace, move |current: Option<V>| {
+        self.modify_single(state.index, state.ttl, namespace, move |current: Option<V>| {
             let reduced = match current {
                 Some(current) => reduce(current, value),
                 None => value,
@@ -455,7 +638,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
         F: AggregateFunction,
         F::Acc: StateValue,
     {
-        let accumulator = self.get_single::<N, F::Acc>(state.index, namespace)?;
+        let accumulator = self.get_single::<N, F::Acc>(state.index, state.ttl, namespace)?;
         Ok(accumulator.map(|accumulator| state.function.result(&accumulator)))
     }
 
@@ -471,7 +654,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
         F::Acc: StateValue,
     {
         let function = state.function.clone();
-        self.modify_single(state.index, namespace, move |accumulator: Option<F::Acc>| {
+        self.modify_single(state.index, state.ttl, namespace, move |accumulator: Option<F::Acc>| {
             let mut accumulator = accumulator.unwrap_or_else(|| function.create_accumulator());
             function.add(&mut accumulator, input);
             (Some(accumulator), ())
@@ -548,8 +731,8 @@ impl<K: StateKey> KeyedStateBackend<K> {
     ) -> Result<KeyedSnapshot, StateError> {
         let mut writer = snapshot::SnapshotWriter::new(self.max_parallelism, self.range);
         match &mut self.store {
-            Store::Heap(store) => store.write_snapshot(&mut writer)?,
-            Store::Rocks(store) => store.write_snapshot(&mut writer)?,
+            Store::Heap(store) => store.write_snapshot(&mut writer, (self.clock)())?,
+            Store::Rocks(store) => store.write_snapshot(&mut writer, (self.clock)())?,
         }
         self.timers.write_snapshot(&mut writer, self.max_parallelism)?;
         let file = storage.write(path, &writer.finish()?)?;

@@ -28,6 +28,8 @@ pub(super) struct RocksStore {
     /// Column family names and kinds of registered states, by state index.
     names: Vec<String>,
     kinds: Vec<StateKind>,
+    /// Whether each registered state has a time to live.
+    ttl: Vec<bool>,
     /// Every state column family, registered or only restored so far: a
     /// snapshot must carry restored state that no operator registered yet.
     columns: Vec<String>,
@@ -90,6 +92,7 @@ impl RocksStore {
             dir: dir.to_path_buf(),
             names: Vec::new(),
             kinds: Vec::new(),
+            ttl: Vec::new(),
             columns: Vec::new(),
             // New for every opened instance, restored ones included, so that two
             // instances never give different SST files the same stored name.
@@ -152,12 +155,12 @@ impl RocksStore {
         self.uploaded.extend(snapshot.shared.iter().cloned());
     }
 
-    pub(super) fn register(&mut self, name: &str, kind: StateKind) -> Result<usize, StateError> {
+    pub(super) fn register(&mut self, name: &str, kind: StateKind, ttl: bool) -> Result<usize, StateError> {
         if let Some(index) = self.names.iter().position(|known| known == name) {
-            if self.kinds[index] != kind {
+            if self.kinds[index] != kind || self.ttl[index] != ttl {
                 return Err(StateError::Incompatible {
                     name: name.to_owned(),
-                    message: format!("registered as {:?}, then as {kind:?}", self.kinds[index]),
+                    message: format!("registered again as another kind ({kind:?}) or with another time to live"),
                 });
             }
             return Ok(index);
@@ -165,6 +168,7 @@ impl RocksStore {
         self.ensure_column(name)?;
         self.names.push(name.to_owned());
         self.kinds.push(kind);
+        self.ttl.push(ttl);
         Ok(self.names.len() - 1)
     }
 
@@ -348,15 +352,21 @@ impl RocksStore {
         Ok(values)
     }
 
-    pub(super) fn write_snapshot(&self, writer: &mut SnapshotWriter) -> Result<(), StateError> {
+    /// Writes every column family; entries of time-to-live states that have
+    /// expired at `now` are left out.
+    pub(super) fn write_snapshot(&self, writer: &mut SnapshotWriter, now: i64) -> Result<(), StateError> {
         for name in &self.columns {
             let state = writer.state_index(name);
+            let ttl = self.names.iter().position(|known| known == name).is_some_and(|index| self.ttl[index]);
             let column = self
                 .db
                 .cf_handle(name)
                 .ok_or_else(|| StateError::RocksDb(format!("column family '{name}' vanished")))?;
             for entry in self.db.iterator_cf(column, IteratorMode::Start) {
                 let (key, value) = entry.map_err(|error| rocks_error(&self.dir, error))?;
+                if ttl && super::ttl::expired(&value, now) {
+                    continue;
+                }
                 let (group, key) = split_group(&key)?;
                 writer.add(group, state, key, &value);
             }
