@@ -104,19 +104,32 @@ mod tests {
 
     proptest! {
         #[test]
-        fn behaves_like_one_map(ops in proptest::collection::vec((0u32..50, 0u32..1000), 0..200)) {
+        fn behaves_like_one_map_and_reports_true_key_groups(
+            ops in proptest::collection::vec((0u32..500, 0u32..1000), 0..200),
+        ) {
+            // The second of three subtasks: a range that does not start at 0.
             let max = MaxParallelism::default();
-            let range = KeyGroupRange::for_subtask(max, 1, 0);
+            let range = KeyGroupRange::for_subtask(max, 3, 1);
             let mut map = KeyGroupedMap::new(range);
             let mut model = HashMap::new();
             let mut scratch = Vec::new();
             for (key, value) in ops {
                 let group = KeyGroup::of_key(&key, max, &mut scratch).expect("u32 serializes");
+                if !range.contains(group) {
+                    continue;
+                }
                 *map.group_mut(group).expect("own group").entry(key).or_insert(0) += value;
                 *model.entry(key).or_insert(0) += value;
             }
             prop_assert_eq!(map.len(), model.len());
-            let drained: HashMap<u32, u32> = map.drain().map(|(_, k, v)| (k, v)).collect();
+            for (group, key, _) in map.iter() {
+                prop_assert_eq!(group, KeyGroup::of_key(key, max, &mut scratch).expect("u32 serializes"));
+            }
+            let mut drained = HashMap::new();
+            for (group, key, value) in map.drain() {
+                prop_assert_eq!(group, KeyGroup::of_key(&key, max, &mut scratch).expect("u32 serializes"));
+                drained.insert(key, value);
+            }
             prop_assert_eq!(drained, model);
             prop_assert!(map.is_empty());
         }
