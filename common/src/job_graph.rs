@@ -110,16 +110,6 @@ impl JobGraph {
         &self.vertices[id.0 as usize]
     }
 
-    /// The edges that feed `vertex`.
-    pub fn inputs_of(&self, vertex: VertexId) -> impl Iterator<Item = &JobEdge> {
-        self.edges.iter().filter(move |edge| edge.target == vertex)
-    }
-
-    /// The edges that leave `vertex`.
-    pub fn outputs_of(&self, vertex: VertexId) -> impl Iterator<Item = &JobEdge> {
-        self.edges.iter().filter(move |edge| edge.source == vertex)
-    }
-
     /// Checks the invariants every consumer of a graph relies on.
     pub fn validate(&self) -> Result<(), JobGraphError> {
         let invalid = |message: String| Err(JobGraphError::Invalid(message));

@@ -477,6 +477,57 @@ impl<K: StateKey> KeyedStateBackend<K> {
         })
     }
 
+    /// The stored user value `SV` under `user_key` (`UV`, or `Expiring<UV>` with a time to live).
+    fn map_lookup<N: StateNamespace, UK: StateKey, SV: StateValue>(
+        &mut self,
+        index: usize,
+        namespace: &N,
+        user_key: &UK,
+    ) -> Result<Option<SV>, StateError> {
+        with_store!(
+            self,
+            |heap, group, key| heap.map(index, group, key, namespace, |map: &mut hashbrown::HashMap<UK, SV>| {
+                map.get(user_key).cloned()
+            }),
+            |rocks| rocks.map_get(index, namespace, user_key)
+        )
+    }
+
+    /// Stores (or with `None` removes) the user value under `user_key`.
+    fn map_store<N: StateNamespace, UK: StateKey, SV: StateValue>(
+        &mut self,
+        index: usize,
+        namespace: &N,
+        user_key: UK,
+        stored: Option<SV>,
+    ) -> Result<(), StateError> {
+        with_store!(
+            self,
+            |heap, group, key| heap.map(index, group, key, namespace, |map: &mut hashbrown::HashMap<UK, SV>| {
+                match stored {
+                    Some(stored) => map.insert(user_key, stored),
+                    None => map.remove(&user_key),
+                };
+            }),
+            |rocks| rocks.map_put(index, namespace, &user_key, stored.as_ref())
+        )
+    }
+
+    /// Every stored entry of the current key's map in `namespace`.
+    fn map_list<N: StateNamespace, UK: StateKey, SV: StateValue>(
+        &mut self,
+        index: usize,
+        namespace: &N,
+    ) -> Result<Vec<(UK, SV)>, StateError> {
+        with_store!(
+            self,
+            |heap, group, key| heap.map(index, group, key, namespace, |map: &mut hashbrown::HashMap<UK, SV>| {
+                map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+            }),
+            |rocks| rocks.map_entries(index, namespace)
+        )
+    }
+
     /// The value under `user_key` in the current key's map in `namespace`.
     pub fn map_get<N: StateNamespace, UK: StateKey, UV: StateValue>(
         &mut self,
@@ -484,28 +535,11 @@ impl<K: StateKey> KeyedStateBackend<K> {
         namespace: &N,
         user_key: &UK,
     ) -> Result<Option<UV>, StateError> {
-        let index = state.index;
         if state.ttl.is_none() {
-            return with_store!(
-                self,
-                |heap, group, key| heap.map(index, group, key, namespace, |map: &mut hashbrown::HashMap<UK, UV>| {
-                    map.get(user_key).cloned()
-                }),
-                |rocks| rocks.map_get(index, namespace, user_key)
-            );
+            return self.map_lookup(state.index, namespace, user_key);
         }
         let now = (self.clock)();
-        let stored: Option<Expiring<UV>> = with_store!(
-            self,
-            |heap, group, key| heap.map(
-                index,
-                group,
-                key,
-                namespace,
-                |map: &mut hashbrown::HashMap<UK, Expiring<UV>>| { map.get(user_key).cloned() }
-            ),
-            |rocks| rocks.map_get(index, namespace, user_key)
-        )?;
+        let stored = self.map_lookup::<N, UK, Expiring<UV>>(state.index, namespace, user_key)?;
         Ok(stored.and_then(|stored| stored.alive(now)))
     }
 
@@ -517,24 +551,11 @@ impl<K: StateKey> KeyedStateBackend<K> {
         user_key: UK,
         user_value: UV,
     ) -> Result<(), StateError> {
-        let index = state.index;
         let Some(ttl) = state.ttl else {
-            return with_store!(
-                self,
-                |heap, group, key| heap.map(index, group, key, namespace, |map| {
-                    map.insert(user_key, user_value);
-                }),
-                |rocks| rocks.map_put(index, namespace, &user_key, Some(&user_value))
-            );
+            return self.map_store(state.index, namespace, user_key, Some(user_value));
         };
         let stored = Expiring { expires_at: (self.clock)().saturating_add(ttl.millis()), value: user_value };
-        with_store!(
-            self,
-            |heap, group, key| heap.map(index, group, key, namespace, |map| {
-                map.insert(user_key, stored);
-            }),
-            |rocks| rocks.map_put(index, namespace, &user_key, Some(&stored))
-        )
+        self.map_store(state.index, namespace, user_key, Some(stored))
     }
 
     /// Removes `user_key` from the current key's map in `namespace`.
@@ -544,29 +565,10 @@ impl<K: StateKey> KeyedStateBackend<K> {
         namespace: &N,
         user_key: &UK,
     ) -> Result<(), StateError> {
-        let index = state.index;
-        if state.ttl.is_some() {
-            return with_store!(
-                self,
-                |heap, group, key| heap.map(
-                    index,
-                    group,
-                    key,
-                    namespace,
-                    |map: &mut hashbrown::HashMap<UK, Expiring<UV>>| {
-                        map.remove(user_key);
-                    }
-                ),
-                |rocks| rocks.map_put::<N, UK, Expiring<UV>>(index, namespace, user_key, None)
-            );
+        match state.ttl {
+            None => self.map_store::<N, UK, UV>(state.index, namespace, user_key.clone(), None),
+            Some(_) => self.map_store::<N, UK, Expiring<UV>>(state.index, namespace, user_key.clone(), None),
         }
-        with_store!(
-            self,
-            |heap, group, key| heap.map(index, group, key, namespace, |map: &mut hashbrown::HashMap<UK, UV>| {
-                map.remove(user_key);
-            }),
-            |rocks| rocks.map_put::<N, UK, UV>(index, namespace, user_key, None)
-        )
     }
 
     /// Every live entry of the current key's map in `namespace`, in no particular order.
@@ -575,30 +577,11 @@ impl<K: StateKey> KeyedStateBackend<K> {
         state: &MapState<N, UK, UV>,
         namespace: &N,
     ) -> Result<Vec<(UK, UV)>, StateError> {
-        let index = state.index;
         if state.ttl.is_none() {
-            return with_store!(
-                self,
-                |heap, group, key| heap.map(index, group, key, namespace, |map: &mut hashbrown::HashMap<UK, UV>| {
-                    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-                }),
-                |rocks| rocks.map_entries(index, namespace)
-            );
+            return self.map_list(state.index, namespace);
         }
         let now = (self.clock)();
-        let stored: Vec<(UK, Expiring<UV>)> = with_store!(
-            self,
-            |heap, group, key| heap.map(
-                index,
-                group,
-                key,
-                namespace,
-                |map: &mut hashbrown::HashMap<UK, Expiring<UV>>| {
-                    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-                }
-            ),
-            |rocks| rocks.map_entries(index, namespace)
-        )?;
+        let stored = self.map_list::<N, UK, Expiring<UV>>(state.index, namespace)?;
         Ok(stored.into_iter().filter_map(|(k, v)| v.alive(now).map(|v| (k, v))).collect())
     }
 
