@@ -26,6 +26,7 @@ mod rocks_store;
 pub mod snapshot;
 mod timers;
 mod ttl;
+mod write_cache;
 
 use std::marker::PhantomData;
 use std::path::PathBuf;

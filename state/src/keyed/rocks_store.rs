@@ -11,13 +11,14 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use rocksdb::checkpoint::Checkpoint;
-use rocksdb::{DB, Direction, IteratorMode, WriteOptions};
+use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use weir_common::KeyGroup;
 
 use super::incremental::{self, IncrementalSnapshot, io_error, split_group};
 use super::snapshot::SnapshotWriter;
+use super::write_cache::WriteBackCache;
 use super::{StateError, StateKind};
 use crate::rocks::db_options;
 use crate::storage::{CheckpointStorage, FileHandle, StoragePath};
@@ -48,9 +49,16 @@ pub(super) struct RocksStore {
     uploaded: HashMap<String, FileHandle>,
     /// Numbers the local checkpoint directories.
     checkpoints_taken: u64,
+    /// Values of recently accessed keys; writes reach RocksDB in batches.
+    cache: WriteBackCache,
     /// Declared last: fields drop in order, so the instance closes first.
     _remove_on_drop: RemoveOnDrop,
 }
+
+/// Budget of a task's write-back cache: enough for the working set of a
+/// typical keyed operator (100k keys of ~100 bytes), small next to the block
+/// cache.
+const WRITE_CACHE_BYTES: usize = 32 << 20;
 
 fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>, what: &str) -> Result<(), StateError> {
     postcard::to_io(value, out).map(|_| ()).map_err(|error| StateError::Incompatible {
@@ -103,6 +111,7 @@ impl RocksStore {
             write_options,
             uploaded,
             checkpoints_taken: 0,
+            cache: WriteBackCache::new(WRITE_CACHE_BYTES),
             _remove_on_drop: RemoveOnDrop(dir.to_path_buf()),
         }
     }
@@ -127,6 +136,7 @@ impl RocksStore {
         if local.exists() {
             std::fs::remove_dir_all(&local).map_err(|error| io_error(&local, error))?;
         }
+        self.flush_cache()?;
         // The write-ahead log is off: memtables must reach SST files first.
         for name in std::iter::once("default").chain(self.names.iter().map(String::as_str)) {
             if let Some(column) = self.db.cf_handle(name) {
@@ -230,31 +240,57 @@ impl RocksStore {
         Ok(value)
     }
 
-    /// Reads the value at `full_key`.
-    fn read<T: DeserializeOwned>(&self, index: usize) -> Result<Option<T>, StateError> {
-        let column = self.column(index)?;
-        match self.db.get_pinned_cf(column, &self.full_key).map_err(|error| rocks_error(&self.dir, error))? {
-            Some(bytes) => self.decode(index, &bytes).map(Some),
-            None => Ok(None),
+    /// Reads the value at `full_key`, from the cache if it knows the key.
+    fn read<T: DeserializeOwned>(&mut self, index: usize) -> Result<Option<T>, StateError> {
+        if let Some(cached) = self.cache.lookup(index, &self.full_key) {
+            return cached.map(|bytes| self.decode(index, bytes)).transpose();
         }
+        let column = self.column(index)?;
+        let stored = self.db.get_pinned_cf(column, &self.full_key).map_err(|error| rocks_error(&self.dir, error))?;
+        let value = stored.as_deref().map(|bytes| self.decode(index, bytes)).transpose()?;
+        self.cache.remember(index, &self.full_key, stored.as_deref());
+        drop(stored);
+        self.flush_cache_if_full()?;
+        Ok(value)
     }
 
-    /// Writes (or with `None` deletes) the value at `full_key`.
+    /// Writes (or with `None` deletes) the value at `full_key`, through the cache.
     fn write<T: Serialize>(&mut self, index: usize, value: Option<&T>) -> Result<(), StateError> {
         self.name_of(index)?;
-        // Field by field, so that the name can be borrowed while the buffer is written.
-        let name = &self.names[index];
-        let column = self.db.cf_handle(name);
-        let column = column.ok_or_else(|| StateError::RocksDb(format!("column family '{name}' vanished")))?;
-        let result = match value {
+        match value {
             Some(value) => {
                 self.value_buffer.clear();
-                encode(value, &mut self.value_buffer, name)?;
-                self.db.put_cf_opt(column, &self.full_key, &self.value_buffer, &self.write_options)
+                // Field by field, so that the name can be borrowed while the buffer is written.
+                encode(value, &mut self.value_buffer, &self.names[index])?;
+                self.cache.write(index, &self.full_key, Some(&self.value_buffer));
             }
-            None => self.db.delete_cf_opt(column, &self.full_key, &self.write_options),
-        };
-        result.map_err(|error| rocks_error(&self.dir, error))
+            None => self.cache.write(index, &self.full_key, None),
+        }
+        self.flush_cache_if_full()
+    }
+
+    fn flush_cache_if_full(&mut self) -> Result<(), StateError> {
+        if self.cache.is_full() { self.flush_cache() } else { Ok(()) }
+    }
+
+    /// Sends the cache's pending writes to RocksDB as one batch and empties
+    /// it. Runs before anything reads RocksDB other than by point lookup.
+    fn flush_cache(&mut self) -> Result<(), StateError> {
+        if self.cache.is_empty() {
+            return Ok(());
+        }
+        let columns: Vec<_> = self.names.iter().map(|name| self.db.cf_handle(name)).collect();
+        let mut batch = WriteBatch::default();
+        let mut vanished = None;
+        self.cache.drain_dirty(|index, key, value| match (columns.get(index).copied().flatten(), value) {
+            (Some(column), Some(value)) => batch.put_cf(column, key, value),
+            (Some(column), None) => batch.delete_cf(column, key),
+            (None, _) => vanished = Some(index),
+        });
+        if let Some(index) = vanished {
+            return Err(StateError::RocksDb(format!("the column family of state #{index} vanished")));
+        }
+        self.db.write_opt(batch, &self.write_options).map_err(|error| rocks_error(&self.dir, error))
     }
 
     pub(super) fn get<N: Serialize, S: DeserializeOwned>(
@@ -315,6 +351,7 @@ impl RocksStore {
         namespace: &N,
     ) -> Result<Vec<(UK, UV)>, StateError> {
         self.compose::<N, ()>(namespace, None)?;
+        self.flush_cache()?;
         let column = self.column(index)?;
         let mut entries = Vec::new();
         for entry in self.db.iterator_cf(column, IteratorMode::From(&self.full_key, Direction::Forward)) {
@@ -335,6 +372,8 @@ impl RocksStore {
         // Keys start with a key group below 2^15, so a prefix is never all 0xFF.
         let end = prefix_end(&self.full_key)
             .ok_or_else(|| StateError::RocksDb("a map's key prefix has no successor".into()))?;
+        // Cached entries under the prefix would outlive the range delete.
+        self.flush_cache()?;
         let column = self.column(index)?;
         self.db
             .delete_range_cf_opt(column, &self.full_key, &end, &self.write_options)
@@ -343,6 +382,7 @@ impl RocksStore {
 
     /// Every stored value of a state, over all keys and namespaces.
     pub(super) fn values<S: DeserializeOwned>(&mut self, index: usize) -> Result<Vec<S>, StateError> {
+        self.flush_cache()?;
         let column = self.column(index)?;
         let mut values = Vec::new();
         for entry in self.db.iterator_cf(column, IteratorMode::Start) {
@@ -354,7 +394,8 @@ impl RocksStore {
 
     /// Writes every column family; entries of time-to-live states that have
     /// expired at `now` are left out.
-    pub(super) fn write_snapshot(&self, writer: &mut SnapshotWriter, now: i64) -> Result<(), StateError> {
+    pub(super) fn write_snapshot(&mut self, writer: &mut SnapshotWriter, now: i64) -> Result<(), StateError> {
+        self.flush_cache()?;
         for name in &self.columns {
             let state = writer.state_index(name);
             let ttl = self.names.iter().position(|known| known == name).is_some_and(|index| self.ttl[index]);
@@ -383,6 +424,7 @@ impl RocksStore {
         key: &[u8],
         value: &[u8],
     ) -> Result<(), StateError> {
+        self.flush_cache()?;
         self.ensure_column(name)?;
         let column =
             self.db.cf_handle(name).ok_or_else(|| StateError::RocksDb(format!("column family '{name}' vanished")))?;
