@@ -14,7 +14,7 @@ use weir_worker::{CancelToken, ExecutorConfig, LocalExecutor};
 use crate::args::EngineArgs;
 use crate::graph::{BuildSource, JobSettings, Node, NodeBody, NodeId, compile};
 use crate::operators::OperatorContext;
-use crate::push::ErasedPush;
+use crate::push::Outputs;
 use crate::sources::collection::CollectionSource;
 use crate::sources::{Source, SourceDriver};
 use crate::stream::fan_out_of;
@@ -172,7 +172,7 @@ impl StreamEnv {
         let name = source.name();
         let bounded = source.is_bounded();
         let source = Arc::new(source);
-        let build: BuildSource = Arc::new(move |context: &OperatorContext, next: ErasedPush| {
+        let build: BuildSource = Arc::new(move |context: &OperatorContext, next: Outputs| {
             let next = next.into_typed::<S::Output>()?;
             let reader = source.create_reader(context)?;
             Ok(Box::new(SourceDriver { reader, next }) as Box<dyn weir_worker::SourceTask>)

@@ -15,29 +15,42 @@ use std::sync::Arc;
 
 use weir_common::{
     JobEdge, JobGraph, JobVertex, KeyGroupRange, MaxParallelism, OperatorDescriptor, OperatorId, OperatorKind,
-    Partitioning, SubtaskIndex, VertexId,
+    Partitioning, VertexId,
 };
 use weir_worker::{EdgeOutput, InputTask, SourceTask, TaskBody, TaskError, TaskSetup, VertexFactory};
 
 use crate::operators::OperatorContext;
 use crate::partition::WriterFactory;
-use crate::push::ErasedPush;
+use crate::push::{ErasedPush, Outputs, SideOutputs, SidePush};
+use crate::time::CurrentTimestamp;
 use crate::{Error, Result, RuntimeMode};
 
 /// Index of a node in the logical graph.
 pub(crate) type NodeId = usize;
 
-/// Builds an operator instance in front of its downstream consumer.
-pub(crate) type BuildOperator =
-    Arc<dyn Fn(&OperatorContext, ErasedPush) -> Result<ErasedPush, TaskError> + Send + Sync>;
-/// Builds a source instance in front of its downstream consumer.
+/// Builds an operator instance in front of its downstream consumers.
+pub(crate) type BuildOperator = Arc<dyn Fn(&OperatorContext, Outputs) -> Result<ErasedPush, TaskError> + Send + Sync>;
+/// Builds a source instance in front of its downstream consumers.
 pub(crate) type BuildSource =
-    Arc<dyn Fn(&OperatorContext, ErasedPush) -> Result<Box<dyn SourceTask>, TaskError> + Send + Sync>;
+    Arc<dyn Fn(&OperatorContext, Outputs) -> Result<Box<dyn SourceTask>, TaskError> + Send + Sync>;
 /// Wraps an operator that heads a chain into a task fed by channels (typed on its input).
 pub(crate) type BuildInputTask =
     Arc<dyn Fn(ErasedPush, &OperatorContext) -> Result<Box<dyn InputTask>, TaskError> + Send + Sync>;
 /// Joins a node's consumers into one (typed on its output).
 pub(crate) type BuildFanOut = Arc<dyn Fn(Vec<ErasedPush>) -> Result<ErasedPush, TaskError> + Send + Sync>;
+/// Joins the consumers of one side output into one (typed on the side output).
+pub(crate) type BuildSideFanOut = Arc<dyn Fn(Vec<ErasedPush>) -> Result<Box<dyn SidePush>, TaskError> + Send + Sync>;
+
+/// A job edge fed by a node: its output slot in the task, the writers that
+/// fill it, and which of the node's outputs feeds it.
+type EdgeFeed = (usize, Arc<dyn WriterFactory>, Option<SideOutputRef>);
+
+/// Which side output of the upstream node an edge consumes.
+#[derive(Clone)]
+pub(crate) struct SideOutputRef {
+    pub(crate) id: u64,
+    pub(crate) fan_out: BuildSideFanOut,
+}
 
 /// What a node is.
 #[derive(Clone)]
@@ -54,6 +67,8 @@ pub(crate) struct LogicalEdge {
     pub(crate) partitioning: Option<Partitioning>,
     /// Writes the upstream node's records to this edge's channels.
     pub(crate) writers: Arc<dyn WriterFactory>,
+    /// `None`: the main output of `from`; else one of its side outputs.
+    pub(crate) side: Option<SideOutputRef>,
 }
 
 /// One operator of the logical graph.
@@ -171,9 +186,10 @@ impl Chains {
 /// output slots of its task that feed job edges.
 struct Wiring {
     edges: Vec<JobEdge>,
-    /// Per node: (output slot of its task, writer factory) for each job edge it feeds.
-    outputs_of_node: Vec<Vec<(usize, Arc<dyn WriterFactory>)>>,
-    chained_successors: Vec<Vec<NodeId>>,
+    /// Per node: the job edges it feeds.
+    outputs_of_node: Vec<Vec<EdgeFeed>>,
+    /// Per node: the nodes of its chain it feeds, and from which output.
+    chained_successors: Vec<Vec<(NodeId, Option<SideOutputRef>)>>,
 }
 
 impl Wiring {
@@ -190,7 +206,7 @@ impl Wiring {
             for (input, &edge_partitioning) in node.inputs.iter().zip(&partitioning[id]) {
                 let (source, target) = (chains.vertex_of[input.from], chains.vertex_of[id]);
                 if source == target {
-                    wiring.chained_successors[input.from].push(id);
+                    wiring.chained_successors[input.from].push((id, input.side.clone()));
                     continue;
                 }
                 wiring.edges.push(JobEdge {
@@ -198,7 +214,11 @@ impl Wiring {
                     target: VertexId(target as u32),
                     partitioning: edge_partitioning,
                 });
-                wiring.outputs_of_node[input.from].push((output_slots[source], input.writers.clone()));
+                wiring.outputs_of_node[input.from].push((
+                    output_slots[source],
+                    input.writers.clone(),
+                    input.side.clone(),
+                ));
                 output_slots[source] += 1;
             }
         }
@@ -213,7 +233,10 @@ impl Wiring {
             .map(|&id| ChainLink {
                 node: nodes[id].clone(),
                 operator_id: ids[id],
-                successors: self.chained_successors[id].iter().filter_map(|&s| position_in_chain(s)).collect(),
+                successors: self.chained_successors[id]
+                    .iter()
+                    .filter_map(|(successor, side)| Some((position_in_chain(*successor)?, side.clone())))
+                    .collect(),
                 outputs: self.outputs_of_node[id].clone(),
             })
             .collect()
@@ -302,10 +325,11 @@ fn operator_ids(nodes: &[Node]) -> Result<Vec<OperatorId>> {
 struct ChainLink {
     node: Node,
     operator_id: OperatorId,
-    /// Positions (in the chain) of the operators this one feeds directly.
-    successors: Vec<usize>,
-    /// Output slots of the task and the writers that fill them.
-    outputs: Vec<(usize, Arc<dyn WriterFactory>)>,
+    /// Positions (in the chain) of the operators this one feeds directly,
+    /// and which of its outputs each consumes.
+    successors: Vec<(usize, Option<SideOutputRef>)>,
+    /// The job edges it feeds.
+    outputs: Vec<EdgeFeed>,
 }
 
 /// Builds the tasks of one vertex: its chain, back to front.
@@ -316,22 +340,24 @@ struct ChainFactory {
 }
 
 impl VertexFactory for ChainFactory {
-    fn create(&self, setup: TaskSetup) -> Result<TaskBody, TaskError> {
+    fn create(&self, mut setup: TaskSetup) -> Result<TaskBody, TaskError> {
         let key_group_range = setup.key_group_range();
-        let mut outputs: Vec<Option<EdgeOutput>> = setup.outputs.into_iter().map(Some).collect();
+        let timestamp = CurrentTimestamp::default();
+        let mut outputs: Vec<Option<EdgeOutput>> = std::mem::take(&mut setup.outputs).into_iter().map(Some).collect();
         let mut built: Vec<Option<ErasedPush>> = (0..self.links.len()).map(|_| None).collect();
         for (position, link) in self.links.iter().enumerate().rev() {
-            let context = self.context(link, setup.subtask, setup.max_parallelism, key_group_range);
-            let mut targets = Vec::with_capacity(link.successors.len() + link.outputs.len());
-            for &successor in &link.successors {
-                targets.push(built[successor].take().ok_or_else(|| context.error("chain successor built twice"))?);
+            let context = self.context(link, &setup, key_group_range, &timestamp);
+            let mut targets = ConsumerGroups::default();
+            for (successor, side) in &link.successors {
+                let built = built[*successor].take().ok_or_else(|| context.error("chain successor built twice"))?;
+                targets.add(side, built);
             }
-            for (slot, writers) in &link.outputs {
+            for (slot, writers, side) in &link.outputs {
                 let output = outputs.get_mut(*slot).and_then(Option::take);
                 let output = output.ok_or_else(|| context.error(format!("output slot {slot} missing")))?;
-                targets.push(writers.create(output, &context)?);
+                targets.add(side, writers.create(output, &context)?);
             }
-            let next = (link.node.fan_out)(targets)?;
+            let next = targets.into_outputs(&link.node)?;
             match (&link.node.body, position) {
                 (NodeBody::Source { build, .. }, 0) => return Ok(TaskBody::Source(build(&context, next)?)),
                 (NodeBody::Operator { build, input_task }, 0) => {
@@ -349,18 +375,48 @@ impl ChainFactory {
     fn context(
         &self,
         link: &ChainLink,
-        subtask: SubtaskIndex,
-        max_parallelism: MaxParallelism,
+        setup: &TaskSetup,
         key_group_range: KeyGroupRange,
+        timestamp: &CurrentTimestamp,
     ) -> OperatorContext {
         OperatorContext {
             operator_name: Arc::from(link.node.name.as_str()),
             operator_id: link.operator_id,
-            subtask,
-            max_parallelism,
+            subtask: setup.subtask,
+            max_parallelism: setup.max_parallelism,
             key_group_range,
             mode: self.mode,
             state_backend: self.state_backend.clone(),
+            timestamp: timestamp.clone(),
         }
+    }
+}
+
+/// The built consumers of one node, grouped by the output they consume.
+#[derive(Default)]
+struct ConsumerGroups {
+    main: Vec<ErasedPush>,
+    sides: Vec<(SideOutputRef, Vec<ErasedPush>)>,
+}
+
+impl ConsumerGroups {
+    fn add(&mut self, side: &Option<SideOutputRef>, consumer: ErasedPush) {
+        let Some(side) = side else {
+            self.main.push(consumer);
+            return;
+        };
+        match self.sides.iter_mut().find(|(known, _)| known.id == side.id) {
+            Some((_, consumers)) => consumers.push(consumer),
+            None => self.sides.push((side.clone(), vec![consumer])),
+        }
+    }
+
+    fn into_outputs(self, node: &Node) -> Result<Outputs, TaskError> {
+        let sides = self
+            .sides
+            .into_iter()
+            .map(|(side, consumers)| Ok((side.id, (side.fan_out)(consumers)?)))
+            .collect::<Result<Vec<_>, TaskError>>()?;
+        Ok(Outputs { main: (node.fan_out)(self.main)?, sides: SideOutputs::new(sides) })
     }
 }

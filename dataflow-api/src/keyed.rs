@@ -95,12 +95,13 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
     }
 
     /// The hash-partitioned edge into a keyed operator.
-    fn edge(&self) -> LogicalEdge {
+    pub(crate) fn edge(&self) -> LogicalEdge {
         self.stream.check_current();
         LogicalEdge {
             from: self.stream.node,
             partitioning: Some(Partitioning::Hash),
             writers: Arc::new(HashWriters { key: self.key.clone() }),
+            side: self.stream.side.clone(),
         }
     }
 }

@@ -18,24 +18,34 @@
 //! `weir-state`; it must never depend on the coordinator.
 
 pub mod args;
+pub mod collector;
 pub mod data;
 pub mod env;
 pub mod error;
 pub mod graph;
 pub mod keyed;
 pub mod operators;
+pub mod output_tag;
 pub mod partition;
 pub mod push;
 pub mod sinks;
 pub mod sources;
 pub mod stream;
+pub mod time;
+pub mod watermarks;
+pub mod windows;
 
+pub use collector::Collector;
 pub use data::Data;
 pub use env::{RuntimeMode, StateBackend, StreamEnv};
 pub use error::{Error, Result};
 pub use keyed::KeyedStream;
 pub use operators::process::ProcessContext;
+pub use output_tag::OutputTag;
 pub use sinks::collect::CollectHandle;
 pub use sources::generator::GeneratorSource;
 pub use sources::text_file::FileSource;
 pub use stream::{DataStream, DataStreamSink};
+pub use watermarks::{WatermarkGenerator, WatermarkOutput, WatermarkStrategy};
+pub use windows::trigger::{Trigger, TriggerContext, TriggerResult};
+pub use windows::{TimeWindow, WindowAssigner, WindowContext, WindowedStream};

@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use weir_common::{KeyGroup, Partitioning};
 use weir_worker::blame::BlameGuard;
-use weir_worker::{Batch, EdgeOutput, TaskError};
+use weir_worker::{Batch, EdgeOutput, NO_TIMESTAMP, TaskError, Watermark};
 
 use crate::operators::OperatorContext;
 use crate::push::{ErasedPush, Push};
+use crate::time::CurrentTimestamp;
 use crate::{Data, data::Key};
 
 /// Records per batch on a channel.
@@ -37,7 +38,7 @@ impl<T: Data> WriterFactory for PlainWriters<T> {
     fn create(&self, output: EdgeOutput, context: &OperatorContext) -> Result<ErasedPush, TaskError> {
         check_channels(&output, context)?;
         let partitioning = output.partitioning;
-        let buffers = ChannelBuffers::new(output);
+        let buffers = ChannelBuffers::new(output, context);
         Ok(match partitioning {
             Partitioning::Forward => ErasedPush::new::<T>(Box::new(ForwardWriter { buffers })),
             Partitioning::Broadcast => ErasedPush::new::<T>(Box::new(BroadcastWriter { buffers })),
@@ -68,7 +69,7 @@ impl<T: Data, K: Key> WriterFactory for HashWriters<T, K> {
         let channel_of_group =
             (0..max.get()).map(|group| KeyGroup(group as u16).operator_index(max, channels)).collect();
         Ok(ErasedPush::new::<T>(Box::new(HashWriter {
-            buffers: ChannelBuffers::new(output),
+            buffers: ChannelBuffers::new(output, context),
             channel_of_group,
             key: self.key.clone(),
             key_selector_name: format!("key selector after '{}'", context.operator_name),
@@ -87,16 +88,29 @@ fn check_channels(output: &EdgeOutput, context: &OperatorContext) -> Result<(), 
     Ok(())
 }
 
-/// One pending batch per channel of an edge.
+/// One pending batch per channel of an edge, with the records' timestamps
+/// once any record of the batch has one.
 struct ChannelBuffers<T> {
     output: EdgeOutput,
     buffers: Vec<Vec<T>>,
+    timestamps: Vec<Vec<i64>>,
+    current: CurrentTimestamp,
+}
+
+/// Seals one batch; timestamps, if any, are padded to one per record.
+fn seal<T: Send + 'static>(records: Vec<T>, mut timestamps: Vec<i64>) -> Batch {
+    if timestamps.is_empty() {
+        return Batch::new(records);
+    }
+    timestamps.resize(records.len(), NO_TIMESTAMP);
+    Batch::with_timestamps(records, timestamps)
 }
 
 impl<T: Send + 'static> ChannelBuffers<T> {
-    fn new(output: EdgeOutput) -> Self {
+    fn new(output: EdgeOutput, context: &OperatorContext) -> Self {
         let buffers = output.channels.iter().map(|_| Vec::new()).collect();
-        Self { output, buffers }
+        let timestamps = output.channels.iter().map(|_| Vec::new()).collect();
+        Self { output, buffers, timestamps, current: context.timestamp.clone() }
     }
 
     fn len(&self) -> usize {
@@ -109,18 +123,25 @@ impl<T: Send + 'static> ChannelBuffers<T> {
         if buffer.capacity() == 0 {
             buffer.reserve_exact(BATCH_SIZE);
         }
+        let timestamp = self.current.get();
+        let timestamps = &mut self.timestamps[channel];
+        if timestamp != NO_TIMESTAMP || !timestamps.is_empty() {
+            timestamps.resize(buffer.len(), NO_TIMESTAMP);
+            timestamps.push(timestamp);
+        }
         buffer.push(record);
         if buffer.len() >= BATCH_SIZE {
-            let full = std::mem::take(buffer);
-            self.output.send_batch(channel, Batch::new(full))?;
+            let full = seal(std::mem::take(buffer), std::mem::take(timestamps));
+            self.output.send_batch(channel, full)?;
         }
         Ok(())
     }
 
-    /// Appends a whole batch for one channel; a large batch meeting an empty
-    /// buffer is passed on as it is, without copying its records.
+    /// Appends a whole batch for one channel; a large batch without
+    /// timestamps meeting an empty buffer is passed on as it is, without
+    /// copying its records.
     fn add_batch(&mut self, channel: usize, records: Vec<T>) -> Result<(), TaskError> {
-        if self.buffers[channel].is_empty() && records.len() >= BATCH_SIZE / 2 {
+        if self.buffers[channel].is_empty() && records.len() >= BATCH_SIZE / 2 && self.current.get() == NO_TIMESTAMP {
             return self.output.send_batch(channel, Batch::new(records));
         }
         records.into_iter().try_for_each(|record| self.add(channel, record))
@@ -129,10 +150,18 @@ impl<T: Send + 'static> ChannelBuffers<T> {
     fn flush(&mut self) -> Result<(), TaskError> {
         for (channel, buffer) in self.buffers.iter_mut().enumerate() {
             if !buffer.is_empty() {
-                self.output.send_batch(channel, Batch::new(std::mem::take(buffer)))?;
+                let batch = seal(std::mem::take(buffer), std::mem::take(&mut self.timestamps[channel]));
+                self.output.send_batch(channel, batch)?;
             }
         }
         Ok(())
+    }
+
+    /// Sends what is buffered, then the watermark, on every channel: records
+    /// before a watermark must not arrive after it.
+    fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
+        self.flush()?;
+        self.output.watermark(mark)
     }
 
     fn finish(&mut self) -> Result<(), TaskError> {
@@ -159,6 +188,10 @@ impl<T: Data> Push<T> for ForwardWriter<T> {
         self.buffers.flush()
     }
 
+    fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
+        self.buffers.watermark(mark)
+    }
+
     fn finish(&mut self) -> Result<(), TaskError> {
         self.buffers.finish()
     }
@@ -181,6 +214,10 @@ impl<T: Data> Push<T> for RebalanceWriter<T> {
         self.buffers.flush()
     }
 
+    fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
+        self.buffers.watermark(mark)
+    }
+
     fn finish(&mut self) -> Result<(), TaskError> {
         self.buffers.finish()
     }
@@ -201,6 +238,10 @@ impl<T: Data> Push<T> for BroadcastWriter<T> {
 
     fn flush(&mut self) -> Result<(), TaskError> {
         self.buffers.flush()
+    }
+
+    fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
+        self.buffers.watermark(mark)
     }
 
     fn finish(&mut self) -> Result<(), TaskError> {
@@ -234,6 +275,10 @@ impl<T: Data, K: Key> Push<T> for HashWriter<T, K> {
 
     fn flush(&mut self) -> Result<(), TaskError> {
         self.buffers.flush()
+    }
+
+    fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
+        self.buffers.watermark(mark)
     }
 
     fn finish(&mut self) -> Result<(), TaskError> {

@@ -1,10 +1,18 @@
 //! How records move inside a chain: each operator pushes its output into the
 //! next one (Flink's `ChainingOutput`), down to a sink or a partitioned
 //! writer that ends the chain.
+//!
+//! A record's event-time timestamp does not travel as an argument: it sits in
+//! the task's [`CurrentTimestamp`](crate::time::CurrentTimestamp) while the
+//! record is pushed down the chain, so operators that ignore time pay nothing
+//! for it. Watermarks travel the same path as records, through
+//! [`Push::watermark`], and every operator must pass them on.
 
 use std::any::Any;
 
-use weir_worker::TaskError;
+use weir_worker::{NO_TIMESTAMP, TaskError, Watermark};
+
+use crate::time::CurrentTimestamp;
 
 /// A consumer of records of type `T`: the next operator of a chain, a sink, or
 /// a writer to other tasks.
@@ -17,8 +25,15 @@ pub trait Push<T>: Send {
         records.into_iter().try_for_each(|record| self.push(record))
     }
 
-    /// Sends records buffered for other tasks, or written to sinks, on their way.
+    /// Sends records buffered for other tasks, or written to sinks, on their
+    /// way. The task calls it at least once per flush interval, which makes
+    /// it also the moment to look at the wall clock (processing-time timers,
+    /// periodic watermarks, idleness).
     fn flush(&mut self) -> Result<(), TaskError>;
+
+    /// Event time advanced (or the input went idle): fire what is due, then
+    /// pass the watermark on.
+    fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError>;
 
     /// The input has ended: emit final results, then finish everything downstream.
     fn finish(&mut self) -> Result<(), TaskError>;
@@ -66,6 +81,10 @@ impl<T: Clone + Send> Push<T> for Tee<T> {
         self.targets.iter_mut().try_for_each(|target| target.flush())
     }
 
+    fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
+        self.targets.iter_mut().try_for_each(|target| target.watermark(mark))
+    }
+
     fn finish(&mut self) -> Result<(), TaskError> {
         self.targets.iter_mut().try_for_each(|target| target.finish())
     }
@@ -91,6 +110,10 @@ impl<T> Push<T> for Discard {
         Ok(())
     }
 
+    fn watermark(&mut self, _mark: Watermark) -> Result<(), TaskError> {
+        Ok(())
+    }
+
     fn finish(&mut self) -> Result<(), TaskError> {
         Ok(())
     }
@@ -109,17 +132,30 @@ pub(crate) fn fan_out<T: Clone + Send + 'static>(mut targets: Vec<Box<dyn Push<T
 pub(crate) struct ChannelInput<T> {
     pub(crate) head: Box<dyn Push<T>>,
     pub(crate) task_name: std::sync::Arc<str>,
+    pub(crate) timestamp: CurrentTimestamp,
 }
 
 impl<T: Send + 'static> weir_worker::InputTask for ChannelInput<T> {
-    fn process(&mut self, _channel: usize, batch: weir_worker::Batch) -> Result<(), TaskError> {
-        match batch.into_records::<T>() {
-            Ok(records) => self.head.push_batch(records),
-            Err(batch) => Err(TaskError::Operator {
-                operator: self.task_name.to_string(),
-                message: format!("received {batch:?} of an unexpected type; expected {}", std::any::type_name::<T>()),
+    fn process(&mut self, _channel: usize, mut batch: weir_worker::Batch) -> Result<(), TaskError> {
+        let timestamps = batch.take_timestamps();
+        let records = batch.into_records::<T>().map_err(|batch| TaskError::Operator {
+            operator: self.task_name.to_string(),
+            message: format!("received {batch:?} of an unexpected type; expected {}", std::any::type_name::<T>()),
+        })?;
+        match timestamps {
+            None => {
+                self.timestamp.set(NO_TIMESTAMP);
+                self.head.push_batch(records)
+            }
+            Some(timestamps) => records.into_iter().zip(timestamps).try_for_each(|(record, timestamp)| {
+                self.timestamp.set(timestamp);
+                self.head.push(record)
             }),
         }
+    }
+
+    fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
+        self.head.watermark(mark)
     }
 
     fn flush(&mut self) -> Result<(), TaskError> {
@@ -128,5 +164,139 @@ impl<T: Send + 'static> weir_worker::InputTask for ChannelInput<T> {
 
     fn finish(&mut self) -> Result<(), TaskError> {
         self.head.finish()
+    }
+}
+
+/// The consumers of one operator instance: its main output and its side
+/// outputs (see [`OutputTag`](crate::OutputTag)), handed to the operator's
+/// builder.
+pub struct Outputs {
+    pub(crate) main: ErasedPush,
+    pub(crate) sides: SideOutputs,
+}
+
+impl Outputs {
+    /// The main output, typed. Side outputs the operator never writes to still
+    /// follow its flushes, watermarks and end, so their consumers finish.
+    pub fn into_typed<T: Send + 'static>(self) -> Result<Box<dyn Push<T>>, TaskError> {
+        let main = self.main.into_typed::<T>()?;
+        if self.sides.is_empty() {
+            return Ok(main);
+        }
+        Ok(Box::new(WithSides { main, sides: self.sides }))
+    }
+
+    /// The main output and the side outputs, for operators that write to both.
+    pub fn split<T: 'static>(self) -> Result<(Box<dyn Push<T>>, SideOutputs), TaskError> {
+        Ok((self.main.into_typed::<T>()?, self.sides))
+    }
+}
+
+/// A side output's consumer with its record type erased.
+pub(crate) trait SidePush: Send {
+    fn as_any(&mut self) -> &mut dyn Any;
+    fn flush(&mut self) -> Result<(), TaskError>;
+    fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError>;
+    fn finish(&mut self) -> Result<(), TaskError>;
+}
+
+/// The typed consumer behind a [`SidePush`].
+pub(crate) struct SideSlot<S>(pub(crate) Box<dyn Push<S>>);
+
+impl<S: 'static> SidePush for SideSlot<S> {
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn flush(&mut self) -> Result<(), TaskError> {
+        self.0.flush()
+    }
+
+    fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
+        self.0.watermark(mark)
+    }
+
+    fn finish(&mut self) -> Result<(), TaskError> {
+        self.0.finish()
+    }
+}
+
+/// The side outputs of one operator instance, by tag id.
+#[derive(Default)]
+pub struct SideOutputs {
+    slots: Vec<(u64, Box<dyn SidePush>)>,
+}
+
+impl SideOutputs {
+    pub(crate) fn new(slots: Vec<(u64, Box<dyn SidePush>)>) -> Self {
+        Self { slots }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Emits `record` to the side output `tag`; a side output nobody consumes
+    /// drops it, as in Flink.
+    pub fn emit<S: 'static>(&mut self, tag: &crate::OutputTag<S>, record: S) -> Result<(), TaskError> {
+        let Some((_, slot)) = self.slots.iter_mut().find(|(id, _)| *id == tag.id()) else {
+            return Ok(());
+        };
+        match slot.as_any().downcast_mut::<SideSlot<S>>() {
+            Some(typed) => typed.0.push(record),
+            None => Err(TaskError::Operator {
+                operator: format!("side output '{}'", tag.name()),
+                message: format!(
+                    "its consumers expect another record type than {}; two output tags share the name",
+                    std::any::type_name::<S>()
+                ),
+            }),
+        }
+    }
+
+    /// Passes a flush on to every side output.
+    pub fn flush(&mut self) -> Result<(), TaskError> {
+        self.slots.iter_mut().try_for_each(|(_, slot)| slot.flush())
+    }
+
+    /// Passes a watermark on to every side output.
+    pub fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
+        self.slots.iter_mut().try_for_each(|(_, slot)| slot.watermark(mark))
+    }
+
+    /// Ends every side output.
+    pub fn finish(&mut self) -> Result<(), TaskError> {
+        self.slots.iter_mut().try_for_each(|(_, slot)| slot.finish())
+    }
+}
+
+/// A main output that carries the lifecycle of unused side outputs along.
+struct WithSides<T> {
+    main: Box<dyn Push<T>>,
+    sides: SideOutputs,
+}
+
+impl<T> Push<T> for WithSides<T> {
+    fn push(&mut self, record: T) -> Result<(), TaskError> {
+        self.main.push(record)
+    }
+
+    fn push_batch(&mut self, records: Vec<T>) -> Result<(), TaskError> {
+        self.main.push_batch(records)
+    }
+
+    fn flush(&mut self) -> Result<(), TaskError> {
+        self.main.flush()?;
+        self.sides.flush()
+    }
+
+    fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
+        self.main.watermark(mark)?;
+        self.sides.watermark(mark)
+    }
+
+    fn finish(&mut self) -> Result<(), TaskError> {
+        self.main.finish()?;
+        self.sides.finish()
     }
 }

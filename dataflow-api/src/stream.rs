@@ -12,17 +12,21 @@ use weir_common::{OperatorKind, Partitioning};
 use weir_worker::TaskError;
 
 use crate::data::Key;
-use crate::graph::{BuildFanOut, BuildInputTask, BuildOperator, LogicalEdge, Node, NodeBody, NodeId};
+use crate::graph::{
+    BuildFanOut, BuildInputTask, BuildOperator, BuildSideFanOut, LogicalEdge, Node, NodeBody, NodeId, SideOutputRef,
+};
 use crate::operators::filter::Filter;
 use crate::operators::flat_map::FlatMap;
 use crate::operators::map::Map;
 use crate::operators::process::{Process, ProcessContext};
+use crate::operators::timestamps::TimestampsAndWatermarks;
 use crate::partition::{KeySelector, PlainWriters};
-use crate::push::{ChannelInput, Discard, ErasedPush, Push, fan_out};
+use crate::push::{ChannelInput, Discard, ErasedPush, Outputs, Push, SidePush, SideSlot, fan_out};
 use crate::sinks::collect::CollectHandle;
 use crate::sinks::print::PrintSink;
 use crate::sinks::text_file::TextFileSink;
-use crate::{Data, KeyedStream, StreamEnv};
+use crate::watermarks::WatermarkStrategy;
+use crate::{Data, KeyedStream, OutputTag, StreamEnv};
 
 /// A stream of records of type `T`.
 pub struct DataStream<T> {
@@ -32,6 +36,8 @@ pub struct DataStream<T> {
     pub(crate) partitioning: Option<Partitioning>,
     /// The job (of `env`) this handle belongs to.
     pub(crate) generation: u64,
+    /// `Some`: this stream is a side output of `node`, not its main output.
+    pub(crate) side: Option<SideOutputRef>,
     pub(crate) marker: PhantomData<fn() -> T>,
 }
 
@@ -42,6 +48,7 @@ impl<T> Clone for DataStream<T> {
             node: self.node,
             partitioning: self.partitioning,
             generation: self.generation,
+            side: self.side.clone(),
             marker: PhantomData,
         }
     }
@@ -57,7 +64,22 @@ pub struct DataStreamSink {
 impl<T: Data> DataStream<T> {
     pub(crate) fn new(env: StreamEnv, node: NodeId) -> Self {
         let generation = env.generation();
-        Self { env, node, partitioning: None, generation, marker: PhantomData }
+        Self { env, node, partitioning: None, generation, side: None, marker: PhantomData }
+    }
+
+    /// The side output `tag` of the operator that produced this stream
+    /// (Flink's `getSideOutput`), e.g. the late records of a window.
+    pub fn side_output<S: Data>(&self, tag: &OutputTag<S>) -> DataStream<S> {
+        self.check_current();
+        let side = SideOutputRef { id: tag.id(), fan_out: side_fan_out_of::<S>() };
+        DataStream {
+            env: self.env.clone(),
+            node: self.node,
+            partitioning: None,
+            generation: self.generation,
+            side: Some(side),
+            marker: PhantomData,
+        }
     }
 
     /// Transforms every record into one record.
@@ -110,6 +132,19 @@ impl<T: Data> DataStream<T> {
             let function = function.clone();
             let name = context.operator_name.clone();
             Ok(ErasedPush::new::<T>(Box::new(Process { name, subtask: context.subtask, function, next })))
+        })
+    }
+
+    /// Gives records event-time timestamps and generates watermarks, per
+    /// parallel instance, as `strategy` says (Flink's
+    /// `assignTimestampsAndWatermarks`). Watermarks that reach it from
+    /// upstream are dropped, except the end of input.
+    pub fn assign_timestamps_and_watermarks(&self, strategy: WatermarkStrategy<T>) -> DataStream<T> {
+        let name = "Timestamps/Watermarks";
+        self.transform::<T>(name, OperatorKind::Transform, vec![self.edge()], move |context, next| {
+            let next = next.into_typed::<T>()?;
+            let operator = TimestampsAndWatermarks::new(context.clone(), strategy.clone(), next);
+            Ok(ErasedPush::new::<T>(Box::new(operator)))
         })
     }
 
@@ -206,6 +241,12 @@ impl<T: Data> DataStream<T> {
 
     /// Changes the operator that produced this stream.
     fn configure(&self, setting: &str, update: impl FnOnce(&mut Node)) {
+        if self.side.is_some() {
+            self.env.misuse(format!(
+                "{setting}() was called on a side output; call it on the operator that produces the side output"
+            ));
+            return;
+        }
         if self.partitioning.is_some() {
             self.env.misuse(format!(
                 "{setting}() was called after rebalance()/broadcast(); call it on the operator before the partitioning"
@@ -225,7 +266,12 @@ impl<T: Data> DataStream<T> {
     /// The edge from this stream to a consumer.
     pub(crate) fn edge(&self) -> LogicalEdge {
         self.check_current();
-        LogicalEdge { from: self.node, partitioning: self.partitioning, writers: Arc::new(PlainWriters::<T>::new()) }
+        LogicalEdge {
+            from: self.node,
+            partitioning: self.partitioning,
+            writers: Arc::new(PlainWriters::<T>::new()),
+            side: self.side.clone(),
+        }
     }
 
     /// Adds an operator node with input `T` and output `U`.
@@ -234,10 +280,7 @@ impl<T: Data> DataStream<T> {
         name: &str,
         kind: OperatorKind,
         inputs: Vec<LogicalEdge>,
-        build: impl Fn(&crate::operators::OperatorContext, ErasedPush) -> Result<ErasedPush, TaskError>
-        + Send
-        + Sync
-        + 'static,
+        build: impl Fn(&crate::operators::OperatorContext, Outputs) -> Result<ErasedPush, TaskError> + Send + Sync + 'static,
     ) -> DataStream<U> {
         let build: BuildOperator = Arc::new(build);
         let node = self.env.add_node(operator_node::<T, U>(name, kind, inputs, build));
@@ -304,7 +347,16 @@ pub(crate) fn input_task<T: Data>() -> BuildInputTask {
     Arc::new(|head: ErasedPush, context: &crate::operators::OperatorContext| {
         let head = head.into_typed::<T>()?;
         let task_name = context.operator_name.clone();
-        Ok(Box::new(ChannelInput { head, task_name }) as Box<dyn weir_worker::InputTask>)
+        let timestamp = context.timestamp.clone();
+        Ok(Box::new(ChannelInput { head, task_name, timestamp }) as Box<dyn weir_worker::InputTask>)
+    })
+}
+
+/// Joins the consumers of a side output carrying `S`.
+pub(crate) fn side_fan_out_of<S: Data>() -> BuildSideFanOut {
+    Arc::new(|targets: Vec<ErasedPush>| {
+        let typed = targets.into_iter().map(ErasedPush::into_typed::<S>).collect::<Result<Vec<_>, _>>()?;
+        Ok(Box::new(SideSlot(fan_out(typed))) as Box<dyn SidePush>)
     })
 }
 

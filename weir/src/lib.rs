@@ -32,8 +32,16 @@ pub mod prelude {
     pub use weir_api::env::JobExecutionResult;
     pub use weir_api::sources::Source;
     pub use weir_api::{
-        CollectHandle, Data, DataStream, FileSource, GeneratorSource, KeyedStream, ProcessContext, RuntimeMode,
-        StreamEnv,
+        CollectHandle, Collector, Data, DataStream, FileSource, GeneratorSource, KeyedStream, OutputTag,
+        ProcessContext, RuntimeMode, StreamEnv, TimeWindow, Trigger, TriggerContext, TriggerResult, WatermarkGenerator,
+        WatermarkOutput, WatermarkStrategy, WindowAssigner, WindowContext, WindowedStream,
+    };
+}
+
+/// Keyed state and timers, for process functions and window functions.
+pub mod state {
+    pub use weir_state::keyed::{
+        AggregateFunction, KeyedStateBackend, ListState, MapState, StateError, StateTtl, TimeDomain, ValueState,
     };
 }
 

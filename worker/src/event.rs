@@ -11,28 +11,66 @@ use weir_common::CheckpointId;
 pub enum Event {
     /// A batch of records.
     Records(Batch),
-    /// No record with a smaller event time (milliseconds) will follow.
-    Watermark(i64),
+    /// Event-time progress of the sender.
+    Watermark(Watermark),
     /// Checkpoint barrier: the records before it belong to the checkpoint.
     Barrier(CheckpointId),
     /// The sender has finished; nothing follows on this channel.
     EndOfPartition,
 }
 
-/// A batch of records of a type that only the typed layer knows.
+/// Event-time progress of a stream, sent in-band between its records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Watermark {
+    /// No record with an event time (milliseconds) at or below this one will
+    /// follow, except late ones.
+    At(i64),
+    /// The stream has no data for now: it must not hold back event time
+    /// downstream until it sends a watermark again (Flink's `IDLE` status).
+    Idle,
+}
+
+impl Watermark {
+    /// The watermark of an ended stream: every event-time window may fire.
+    pub const END: Self = Self::At(i64::MAX);
+}
+
+/// Marks a record without an event-time timestamp.
+pub const NO_TIMESTAMP: i64 = i64::MIN;
+
+/// A batch of records of a type that only the typed layer knows, with their
+/// event-time timestamps when they have any.
 ///
 /// Inside one process a batch is a `Vec<T>` behind `dyn Any`: handing it over
 /// costs one pointer, and the receiving operator downcasts it once per batch.
 pub struct Batch {
     records: Box<dyn Any + Send>,
     len: usize,
+    /// One per record ([`NO_TIMESTAMP`] for records without one), or `None`
+    /// when no record of the batch has a timestamp.
+    timestamps: Option<Vec<i64>>,
 }
 
 impl Batch {
-    /// Wraps the records of one batch.
+    /// Wraps the records of one batch, none of which has a timestamp.
     pub fn new<T: Send + 'static>(records: Vec<T>) -> Self {
         let len = records.len();
-        Self { records: Box::new(records), len }
+        Self { records: Box::new(records), len, timestamps: None }
+    }
+
+    /// Wraps records with one timestamp each.
+    ///
+    /// # Panics
+    /// If the lengths differ: that is a bug in the writer, not bad input.
+    pub fn with_timestamps<T: Send + 'static>(records: Vec<T>, timestamps: Vec<i64>) -> Self {
+        assert_eq!(records.len(), timestamps.len(), "one timestamp per record");
+        let len = records.len();
+        Self { records: Box::new(records), len, timestamps: Some(timestamps) }
+    }
+
+    /// Takes the timestamps out of the batch (`None`: no record has one).
+    pub fn take_timestamps(&mut self) -> Option<Vec<i64>> {
+        self.timestamps.take()
     }
 
     /// Number of records in the batch.
@@ -50,7 +88,7 @@ impl Batch {
         let len = self.len;
         match self.records.downcast::<Vec<T>>() {
             Ok(records) => Ok(*records),
-            Err(records) => Err(Self { records, len }),
+            Err(records) => Err(Self { records, len, timestamps: None }),
         }
     }
 }
@@ -64,6 +102,14 @@ impl std::fmt::Debug for Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_travel_with_the_batch() {
+        let mut batch = Batch::with_timestamps(vec!['a', 'b'], vec![5, NO_TIMESTAMP]);
+        assert_eq!(batch.take_timestamps(), Some(vec![5, NO_TIMESTAMP]));
+        assert_eq!(batch.take_timestamps(), None);
+        assert_eq!(Batch::new(vec![1u8]).take_timestamps(), None);
+    }
 
     #[test]
     fn batch_downcasts_to_its_own_type_only() {

@@ -27,6 +27,11 @@ pub enum GateEvent {
         /// The event.
         event: Event,
     },
+    /// Input channel `channel` ended (others are still open).
+    ChannelEnded {
+        /// Index of the channel in the gate.
+        channel: usize,
+    },
     /// Nothing arrived within the wait; a chance to flush output buffers.
     Idle,
     /// Every channel has ended.
@@ -51,6 +56,11 @@ impl InputGate {
         Self { ended: vec![false; open], channels, open, next_poll: 0, cancel }
     }
 
+    /// Number of input channels, ended ones included.
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+
     /// The next event, waiting at most `wait` for one.
     pub fn next(&mut self, wait: Duration) -> Result<GateEvent, TaskError> {
         loop {
@@ -71,6 +81,9 @@ impl InputGate {
                 Ok(Event::EndOfPartition) => {
                     self.ended[channel] = true;
                     self.open -= 1;
+                    if self.open > 0 {
+                        return Ok(GateEvent::ChannelEnded { channel });
+                    }
                 }
                 Ok(event) => return Ok(GateEvent::Control { channel, event }),
             }
@@ -128,6 +141,7 @@ mod tests {
         tx_a.send(Event::EndOfPartition).expect("send");
         let wait = Duration::from_millis(10);
         assert!(matches!(gate.next(wait).expect("event"), GateEvent::Records { channel: 0, .. }));
+        assert!(matches!(gate.next(wait).expect("event"), GateEvent::ChannelEnded { channel: 0 }));
         assert!(matches!(gate.next(wait).expect("event"), GateEvent::Idle));
         tx_b.send(Event::Records(Batch::new(vec![2u8]))).expect("send");
         tx_b.send(Event::EndOfPartition).expect("send");

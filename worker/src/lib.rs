@@ -2,7 +2,8 @@
 //!
 //! It owns what happens between operators: the events that travel on a
 //! channel ([`Event`]), bounded channels with cancellation ([`channel`]), the
-//! input gate that merges a task's input channels ([`InputGate`]), the
+//! input gate that merges a task's input channels ([`InputGate`]) and their
+//! watermarks ([`WatermarkValve`]), the
 //! single-threaded task loop ([`task`]), and the executor that expands a
 //! [`JobGraph`](weir_common::JobGraph) into tasks, wires their channels, runs
 //! them on their own threads and turns the first failure into a job error that
@@ -21,11 +22,13 @@ pub mod event;
 pub mod executor;
 pub mod input_gate;
 pub mod task;
+pub mod watermark;
 
 pub use cancel::CancelToken;
 pub use channel::{InputChannel, OutputChannel};
 pub use error::{JobError, TaskError};
-pub use event::{Batch, Event};
+pub use event::{Batch, Event, NO_TIMESTAMP, Watermark};
 pub use executor::{ExecutorConfig, LocalExecutor};
 pub use input_gate::InputGate;
 pub use task::{EdgeOutput, InputTask, SourceStep, SourceTask, TaskBody, TaskSetup, VertexFactory};
+pub use watermark::WatermarkValve;

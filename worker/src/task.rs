@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use weir_common::{JobEdge, KeyGroupRange, MaxParallelism, Partitioning, SubtaskIndex, VertexId};
 
 use crate::input_gate::GateEvent;
-use crate::{Batch, CancelToken, Event, InputGate, OutputChannel, TaskError};
+use crate::{Batch, CancelToken, Event, InputGate, OutputChannel, TaskError, Watermark, WatermarkValve};
 
 /// The channels of one output edge of a task, indexed by downstream subtask
 /// (a forward edge has exactly one).
@@ -31,6 +31,11 @@ impl EdgeOutput {
             return Ok(());
         }
         self.channels[index].send(Event::Records(batch))
+    }
+
+    /// Sends a watermark to every downstream subtask.
+    pub fn watermark(&self, mark: Watermark) -> Result<(), TaskError> {
+        self.channels.iter().try_for_each(|channel| channel.send(Event::Watermark(mark)))
     }
 
     /// Tells every downstream subtask that this task has finished.
@@ -102,6 +107,9 @@ pub trait SourceTask: Send {
 pub trait InputTask: Send {
     /// Processes one batch from input channel `channel`.
     fn process(&mut self, channel: usize, batch: Batch) -> Result<(), TaskError>;
+    /// The task's event time advanced (the minimum over its input channels),
+    /// or every input is idle.
+    fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError>;
     /// Sends partly filled output buffers.
     fn flush(&mut self) -> Result<(), TaskError>;
     /// Every input has ended: emit final results, flush, end every output.
@@ -176,15 +184,26 @@ pub(crate) fn run_input(
 ) -> Result<(), TaskError> {
     let records_in = metrics::counter!("weir_task_records_in_total");
     let mut deadline = FlushDeadline::new(flush_interval);
+    let mut valve = WatermarkValve::new(gate.channel_count());
     loop {
         match gate.next(deadline.wait())? {
             GateEvent::Records { channel, batch } => {
                 records_in.increment(batch.len() as u64);
                 task.process(channel, batch)?;
             }
+            GateEvent::Control { channel, event: Event::Watermark(mark) } => {
+                if let Some(combined) = valve.on_watermark(channel, mark) {
+                    task.watermark(combined)?;
+                }
+            }
+            GateEvent::ChannelEnded { channel } => {
+                if let Some(combined) = valve.on_end(channel) {
+                    task.watermark(combined)?;
+                }
+            }
             GateEvent::Control { event, .. } => {
-                // Nothing emits watermarks or barriers yet: receiving one means a
-                // sender and this runtime disagree, which must not pass silently.
+                // Nothing emits barriers yet: receiving one means a sender and
+                // this runtime disagree, which must not pass silently.
                 return Err(TaskError::Operator {
                     operator: "input gate".into(),
                     message: format!("unexpected control event {event:?}: this runtime does not handle it yet"),

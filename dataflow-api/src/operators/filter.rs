@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use weir_worker::TaskError;
 use weir_worker::blame::BlameGuard;
+use weir_worker::{TaskError, Watermark};
 
 use crate::push::Push;
 
@@ -28,6 +28,10 @@ where
 
     fn flush(&mut self) -> Result<(), TaskError> {
         self.next.flush()
+    }
+
+    fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
+        self.next.watermark(mark)
     }
 
     fn finish(&mut self) -> Result<(), TaskError> {

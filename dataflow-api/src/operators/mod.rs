@@ -6,6 +6,8 @@ pub mod flat_map;
 pub mod map;
 pub mod process;
 pub mod rolling;
+pub mod timestamps;
+pub mod window;
 
 use std::sync::Arc;
 
@@ -14,6 +16,7 @@ use weir_state::keyed::{KeyedStateBackend, StateBackendKind, StateKey};
 use weir_worker::TaskError;
 
 use crate::RuntimeMode;
+use crate::time::CurrentTimestamp;
 
 /// What an operator instance knows about where it runs (Flink's `RuntimeContext`).
 #[derive(Clone, Debug)]
@@ -32,6 +35,8 @@ pub struct OperatorContext {
     pub mode: RuntimeMode,
     /// Where keyed state lives; for RocksDB, the job's working directory.
     pub state_backend: StateBackendKind,
+    /// The event-time timestamp of the record in flight (shared by the chain).
+    pub timestamp: CurrentTimestamp,
 }
 
 impl OperatorContext {
@@ -69,6 +74,7 @@ pub(crate) mod tests {
             key_group_range: KeyGroupRange::for_subtask(max_parallelism, parallelism, index),
             mode: RuntimeMode::Streaming,
             state_backend: StateBackendKind::Memory,
+            timestamp: CurrentTimestamp::default(),
         }
     }
 }

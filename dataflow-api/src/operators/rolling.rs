@@ -7,8 +7,8 @@
 //! the configured keyed-state backend (memory or RocksDB).
 
 use weir_state::keyed::{KeyedStateBackend, ValueState};
-use weir_worker::TaskError;
 use weir_worker::blame::BlameGuard;
+use weir_worker::{TaskError, Watermark};
 
 use crate::data::Key;
 use crate::operators::OperatorContext;
@@ -86,6 +86,10 @@ where
 
     fn flush(&mut self) -> Result<(), TaskError> {
         self.next.flush()
+    }
+
+    fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
+        self.next.watermark(mark)
     }
 
     fn finish(&mut self) -> Result<(), TaskError> {

@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use weir_worker::TaskError;
+use weir_worker::{TaskError, Watermark};
 
 use crate::push::Push;
 
@@ -53,6 +53,10 @@ impl<T: Send> Push<T> for CollectSink<T> {
         if !self.local.is_empty() {
             self.shared.lock().unwrap_or_else(PoisonError::into_inner).append(&mut self.local);
         }
+        Ok(())
+    }
+
+    fn watermark(&mut self, _mark: Watermark) -> Result<(), TaskError> {
         Ok(())
     }
 

@@ -6,8 +6,8 @@
 use std::fmt::{Display, Write as _};
 use std::io::Write as _;
 
-use weir_worker::TaskError;
 use weir_worker::blame::BlameGuard;
+use weir_worker::{TaskError, Watermark};
 
 use crate::operators::OperatorContext;
 use crate::push::Push;
@@ -54,6 +54,10 @@ impl<T: Display + Send> Push<T> for PrintSink {
 
     fn flush(&mut self) -> Result<(), TaskError> {
         self.write_out()
+    }
+
+    fn watermark(&mut self, _mark: Watermark) -> Result<(), TaskError> {
+        Ok(())
     }
 
     fn finish(&mut self) -> Result<(), TaskError> {

@@ -10,8 +10,8 @@ use std::fs::File;
 use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 
-use weir_worker::TaskError;
 use weir_worker::blame::BlameGuard;
+use weir_worker::{TaskError, Watermark};
 
 use crate::operators::OperatorContext;
 use crate::push::Push;
@@ -56,6 +56,10 @@ impl<T: Display + Send> Push<T> for TextFileSink {
 
     fn flush(&mut self) -> Result<(), TaskError> {
         self.writer.flush().map_err(|error| self.failed(error))
+    }
+
+    fn watermark(&mut self, _mark: Watermark) -> Result<(), TaskError> {
+        Ok(())
     }
 
     fn finish(&mut self) -> Result<(), TaskError> {

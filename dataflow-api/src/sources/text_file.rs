@@ -222,12 +222,18 @@ mod tests {
 
     struct Gather(Vec<String>);
 
+    use weir_worker::Watermark;
+
     impl Push<String> for Gather {
         fn push(&mut self, record: String) -> Result<(), TaskError> {
             self.0.push(record);
             Ok(())
         }
         fn flush(&mut self) -> Result<(), TaskError> {
+            Ok(())
+        }
+
+        fn watermark(&mut self, _mark: Watermark) -> Result<(), TaskError> {
             Ok(())
         }
         fn finish(&mut self) -> Result<(), TaskError> {
