@@ -2,27 +2,14 @@
 //! text, at parallelism 1, 2 and 4, against a count made independently here.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use anyhow::{Context, Result, bail};
 
-/// The example binary, built by `cargo test` next to this test's binary.
-fn wordcount_binary() -> Result<PathBuf> {
-    let test_binary = std::env::current_exe()?;
-    let profile_dir = test_binary.parent().and_then(|deps| deps.parent()).context("no target directory")?;
-    let binary = profile_dir.join("examples").join("wordcount");
-    if !binary.exists() {
-        bail!(
-            "{} is missing: run the tests with `cargo test --workspace`, which builds the examples",
-            binary.display()
-        );
-    }
-    Ok(binary)
-}
+mod common;
 
 fn run_wordcount(args: &[&str]) -> Result<Output> {
-    Ok(Command::new(wordcount_binary()?).args(args).output()?)
+    Ok(Command::new(common::example_binary("wordcount")?).args(args).output()?)
 }
 
 /// A deterministic pseudo-random text: mixed case, punctuation, digits,

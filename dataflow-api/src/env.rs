@@ -195,6 +195,12 @@ impl StreamEnv {
         self.source(CollectionSource::new(records))
     }
 
+    /// The lines of standard input (read by one instance; the source's
+    /// parallelism is 1).
+    pub fn read_stdin(&self) -> DataStream<String> {
+        self.source(crate::sources::stdin::StdinSource).set_parallelism(1)
+    }
+
     /// The numbers of `range`, in parallel.
     pub fn from_sequence(&self, range: Range<u64>) -> DataStream<u64> {
         let start = range.start;

@@ -17,13 +17,13 @@ use crate::graph::{
 };
 use crate::operators::filter::Filter;
 use crate::operators::flat_map::FlatMap;
-use crate::operators::map::Map;
+use crate::operators::map::{Map, TryMap};
 use crate::operators::process::{Process, ProcessContext};
 use crate::operators::timestamps::TimestampsAndWatermarks;
 use crate::partition::{KeySelector, PlainWriters};
 use crate::push::{ChannelInput, Discard, ErasedPush, Outputs, Push, SidePush, SideSlot, fan_out};
 use crate::sinks::collect::CollectHandle;
-use crate::sinks::print::PrintSink;
+use crate::sinks::print::{PrintSink, PrintTarget};
 use crate::sinks::text_file::TextFileSink;
 use crate::watermarks::WatermarkStrategy;
 use crate::{Data, KeyedStream, OutputTag, StreamEnv};
@@ -92,6 +92,22 @@ impl<T: Data> DataStream<T> {
             let next = next.into_typed::<U>()?;
             let function = function.clone();
             Ok(ErasedPush::new::<T>(Box::new(Map { name: context.operator_name.clone(), function, next })))
+        })
+    }
+
+    /// Transforms every record with a function that may fail; an error fails
+    /// the job with the operator's name and the error (use it to reject
+    /// malformed input loudly rather than drop it).
+    pub fn try_map<U, E, F>(&self, function: F) -> DataStream<U>
+    where
+        U: Data,
+        E: Display,
+        F: FnMut(T) -> Result<U, E> + Clone + Send + Sync + 'static,
+    {
+        self.transform::<U>("Map", OperatorKind::Transform, vec![self.edge()], move |context, next| {
+            let next = next.into_typed::<U>()?;
+            let function = function.clone();
+            Ok(ErasedPush::new::<T>(Box::new(TryMap { name: context.operator_name.clone(), function, next })))
         })
     }
 
@@ -213,7 +229,17 @@ impl<T: Data> DataStream<T> {
     where
         T: Display,
     {
-        self.sink("Sink: Print", |context| Ok(Box::new(PrintSink::new(context.clone()))))
+        self.sink("Sink: Print", |context| Ok(Box::new(PrintSink::new(context.clone(), PrintTarget::Stdout))))
+    }
+
+    /// Prints every record on its own line to standard error.
+    pub fn print_to_err(&self) -> DataStreamSink
+    where
+        T: Display,
+    {
+        self.sink("Sink: Print to Std. Err", |context| {
+            Ok(Box::new(PrintSink::new(context.clone(), PrintTarget::Stderr)))
+        })
     }
 
     /// Writes every record as a line of text (see `sinks::text_file` for the layout).

@@ -38,3 +38,40 @@ where
         self.next.finish()
     }
 }
+
+/// Applies a fallible function to every record; an error fails the task
+/// with the operator's name and the error's message.
+pub(crate) struct TryMap<F, Out> {
+    pub(crate) name: Arc<str>,
+    pub(crate) function: F,
+    pub(crate) next: Box<dyn Push<Out>>,
+}
+
+impl<In, Out, E, F> Push<In> for TryMap<F, Out>
+where
+    F: FnMut(In) -> Result<Out, E> + Send,
+    E: std::fmt::Display,
+{
+    #[inline]
+    fn push(&mut self, record: In) -> Result<(), TaskError> {
+        let guard = BlameGuard::new(&self.name);
+        let output = (self.function)(record);
+        guard.disarm();
+        match output {
+            Ok(output) => self.next.push(output),
+            Err(error) => Err(TaskError::Operator { operator: self.name.to_string(), message: error.to_string() }),
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), TaskError> {
+        self.next.flush()
+    }
+
+    fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
+        self.next.watermark(mark)
+    }
+
+    fn finish(&mut self) -> Result<(), TaskError> {
+        self.next.finish()
+    }
+}

@@ -1,4 +1,4 @@
-//! Prints records to standard output, one line each.
+//! Prints records to standard output (or standard error), one line each.
 //!
 //! Delivery is at-least-once once checkpoints exist: lines printed before a
 //! failure are printed again after the restart replays them.
@@ -16,25 +16,40 @@ use crate::push::Push;
 /// whole lines, and stdout is locked once per buffer, not per record.
 const BUFFER_BYTES: usize = 64 * 1024;
 
+/// Where a print sink writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PrintTarget {
+    Stdout,
+    Stderr,
+}
+
 pub(crate) struct PrintSink {
     context: OperatorContext,
+    target: PrintTarget,
     buffer: String,
 }
 
 impl PrintSink {
-    pub(crate) fn new(context: OperatorContext) -> Self {
-        Self { context, buffer: String::with_capacity(BUFFER_BYTES) }
+    pub(crate) fn new(context: OperatorContext, target: PrintTarget) -> Self {
+        Self { context, target, buffer: String::with_capacity(BUFFER_BYTES) }
     }
 
     fn write_out(&mut self) -> Result<(), TaskError> {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        let mut stdout = std::io::stdout().lock();
-        stdout
-            .write_all(self.buffer.as_bytes())
-            .and_then(|()| stdout.flush())
-            .map_err(|error| self.context.error(format!("cannot write to standard output: {error}")))?;
+        let bytes = self.buffer.as_bytes();
+        let (written, name) = match self.target {
+            PrintTarget::Stdout => {
+                let mut stdout = std::io::stdout().lock();
+                (stdout.write_all(bytes).and_then(|()| stdout.flush()), "standard output")
+            }
+            PrintTarget::Stderr => {
+                let mut stderr = std::io::stderr().lock();
+                (stderr.write_all(bytes).and_then(|()| stderr.flush()), "standard error")
+            }
+        };
+        written.map_err(|error| self.context.error(format!("cannot write to {name}: {error}")))?;
         self.buffer.clear();
         Ok(())
     }

@@ -7,6 +7,7 @@
 
 pub mod collection;
 pub mod generator;
+pub mod stdin;
 pub mod text_file;
 
 use std::time::Duration;
