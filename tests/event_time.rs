@@ -271,3 +271,62 @@ fn results_are_identical_at_parallelism_1_2_and_4() {
         assert_eq!(results[0], results[2], "{assigner:?}: parallelism 1 vs 4");
     }
 }
+
+/// Registers an event-time timer per record and reports each firing.
+#[derive(Clone)]
+struct TimerEcho;
+
+impl KeyedProcessFunction<String, Event, (i64, String)> for TimerEcho {
+    fn process_element(
+        &mut self,
+        event: Event,
+        ctx: &mut KeyedContext<'_, String, (i64, String)>,
+    ) -> Result<(), ProcessError> {
+        // The value is when the timer should fire.
+        ctx.register_event_time_timer(event.2)?;
+        Ok(())
+    }
+
+    fn on_timer(
+        &mut self,
+        timestamp: i64,
+        ctx: &mut KeyedContext<'_, String, (i64, String)>,
+    ) -> Result<(), ProcessError> {
+        assert_eq!(ctx.timestamp(), Some(timestamp));
+        let key = ctx.key().clone();
+        ctx.collect((timestamp, key));
+        Ok(())
+    }
+}
+
+#[test]
+fn timers_fire_in_timestamp_order_across_keys() {
+    let env = StreamEnv::new();
+    env.set_parallelism(1);
+    let strategy = WatermarkStrategy::for_monotonous_timestamps()
+        .with_timestamp_assigner(|event: &Event, _| event.0)
+        .with_emit_interval(Duration::ZERO);
+    let events = vec![
+        event(1, "a", 500),
+        event(2, "b", 50),
+        event(3, "c", 300),
+        event(4, "a", 20),
+        event(5, "b", 300), // the same time as c's: both fire
+        event(6, "c", 300), // the same timer again: fires once
+        event(100, "d", 7), // already passed at the next watermark: fires at once
+        event(200, "e", 1_000_000),
+    ];
+    let fired = env
+        .from_collection(events)
+        .assign_timestamps_and_watermarks(strategy)
+        .key_by(|event: &Event| event.1.clone())
+        .process(TimerEcho)
+        .collect();
+    env.execute("timers").expect("job runs");
+    let fired = fired.take();
+    let times: Vec<i64> = fired.iter().map(|(time, _)| *time).collect();
+    assert_eq!(times, vec![7, 20, 50, 300, 300, 500, 1_000_000], "{fired:?}");
+    let mut at_300: Vec<&str> = fired.iter().filter(|(time, _)| *time == 300).map(|(_, key)| key.as_str()).collect();
+    at_300.sort();
+    assert_eq!(at_300, vec!["b", "c"]);
+}

@@ -8,6 +8,7 @@ use weir_common::{OperatorKind, Partitioning};
 
 use crate::data::Key;
 use crate::graph::LogicalEdge;
+use crate::operators::keyed_process::{KeyedProcess, KeyedProcessFunction};
 use crate::operators::rolling::RollingReduce;
 use crate::partition::{HashWriters, KeySelector};
 use crate::push::ErasedPush;
@@ -79,6 +80,21 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
                 *slot = value;
             }
             aggregate
+        })
+    }
+
+    /// Runs `function` on every record with the key's state and timers
+    /// (Flink's `KeyedStream.process`).
+    pub fn process<Out, F>(&self, function: F) -> DataStream<Out>
+    where
+        Out: Data,
+        F: KeyedProcessFunction<K, T, Out>,
+    {
+        let key = self.key.clone();
+        self.stream.transform::<Out>("KeyedProcess", OperatorKind::Keyed, vec![self.edge()], move |context, outputs| {
+            let (next, sides) = outputs.split::<Out>()?;
+            let operator = KeyedProcess::new(context.clone(), key.clone(), function.clone(), next, sides)?;
+            Ok(ErasedPush::new::<T>(Box::new(operator)))
         })
     }
 

@@ -40,6 +40,7 @@ pub use data::Data;
 pub use env::{RuntimeMode, StateBackend, StreamEnv};
 pub use error::{Error, Result};
 pub use keyed::KeyedStream;
+pub use operators::keyed_process::{KeyedContext, KeyedProcessFunction, ProcessError};
 pub use operators::process::ProcessContext;
 pub use output_tag::OutputTag;
 pub use sinks::collect::CollectHandle;

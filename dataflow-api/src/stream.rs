@@ -137,17 +137,19 @@ impl<T: Data> DataStream<T> {
         })
     }
 
-    /// Calls `function` for every record with a context that emits results.
+    /// Calls `function` for every record with a context that emits results
+    /// (and side outputs, see [`DataStream::side_output`]).
     pub fn process<U, F>(&self, function: F) -> DataStream<U>
     where
         U: Data,
         F: FnMut(T, &mut ProcessContext<'_, U>) + Clone + Send + Sync + 'static,
     {
         self.transform::<U>("Process", OperatorKind::Transform, vec![self.edge()], move |context, next| {
-            let next = next.into_typed::<U>()?;
+            let (next, sides) = next.split::<U>()?;
             let function = function.clone();
             let name = context.operator_name.clone();
-            Ok(ErasedPush::new::<T>(Box::new(Process { name, subtask: context.subtask, function, next })))
+            let (subtask, timestamp) = (context.subtask, context.timestamp.clone());
+            Ok(ErasedPush::new::<T>(Box::new(Process { name, subtask, function, timestamp, next, sides })))
         })
     }
 

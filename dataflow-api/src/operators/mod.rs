@@ -3,6 +3,7 @@
 
 pub mod filter;
 pub mod flat_map;
+pub mod keyed_process;
 pub mod map;
 pub mod process;
 pub mod rolling;

@@ -1,5 +1,5 @@
 //! `process`: a function that sees each record with a context through which it
-//! emits any number of results.
+//! emits any number of results, to the main output or to side outputs.
 
 use std::sync::Arc;
 
@@ -7,13 +7,17 @@ use weir_common::SubtaskIndex;
 use weir_worker::blame::BlameGuard;
 use weir_worker::{TaskError, Watermark};
 
-use crate::push::Push;
+use crate::OutputTag;
+use crate::collector::Collector;
+use crate::push::{Push, SideOutputs};
+use crate::time::CurrentTimestamp;
 
-/// Where a process function emits its results.
+/// Where a process function emits its results; results keep the timestamp of
+/// the record being processed.
 pub struct ProcessContext<'a, Out> {
-    next: &'a mut dyn Push<Out>,
+    out: Collector<'a, Out>,
     subtask: SubtaskIndex,
-    error: Option<TaskError>,
+    timestamp: Option<i64>,
 }
 
 impl<Out> ProcessContext<'_, Out> {
@@ -23,11 +27,17 @@ impl<Out> ProcessContext<'_, Out> {
     /// failure is kept and reported when the function returns; later records
     /// of this call are dropped because the task is stopping anyway.
     pub fn collect(&mut self, record: Out) {
-        if self.error.is_none()
-            && let Err(error) = self.next.push(record)
-        {
-            self.error = Some(error);
-        }
+        self.out.collect(record);
+    }
+
+    /// Emits one record to the side output `tag`.
+    pub fn output<S: 'static>(&mut self, tag: &OutputTag<S>, record: S) {
+        self.out.output(tag, record);
+    }
+
+    /// The event-time timestamp of the record, if it has one.
+    pub fn timestamp(&self) -> Option<i64> {
+        self.timestamp
     }
 
     /// Which parallel instance of the operator runs this call.
@@ -41,7 +51,9 @@ pub(crate) struct Process<F, Out> {
     pub(crate) name: Arc<str>,
     pub(crate) subtask: SubtaskIndex,
     pub(crate) function: F,
+    pub(crate) timestamp: CurrentTimestamp,
     pub(crate) next: Box<dyn Push<Out>>,
+    pub(crate) sides: SideOutputs,
 }
 
 impl<In, Out, F> Push<In> for Process<F, Out>
@@ -49,22 +61,27 @@ where
     F: FnMut(In, &mut ProcessContext<'_, Out>) + Send,
 {
     fn push(&mut self, record: In) -> Result<(), TaskError> {
-        let mut context = ProcessContext { next: self.next.as_mut(), subtask: self.subtask, error: None };
+        let timestamp = self.timestamp.get();
+        let out = Collector::new(self.next.as_mut(), &mut self.sides, &self.timestamp, timestamp);
+        let mut context = ProcessContext { out, subtask: self.subtask, timestamp: self.timestamp.timestamp() };
         let guard = BlameGuard::new(&self.name);
         (self.function)(record, &mut context);
         guard.disarm();
-        context.error.map_or(Ok(()), Err)
+        context.out.into_result()
     }
 
     fn flush(&mut self) -> Result<(), TaskError> {
-        self.next.flush()
+        self.next.flush()?;
+        self.sides.flush()
     }
 
     fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
-        self.next.watermark(mark)
+        self.next.watermark(mark)?;
+        self.sides.watermark(mark)
     }
 
     fn finish(&mut self) -> Result<(), TaskError> {
-        self.next.finish()
+        self.next.finish()?;
+        self.sides.finish()
     }
 }
