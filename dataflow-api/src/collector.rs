@@ -41,6 +41,16 @@ impl<'a, Out> Collector<'a, Out> {
         }
     }
 
+    /// Emits one result downstream with the event-time timestamp `timestamp`.
+    pub fn collect_at(&mut self, record: Out, timestamp: i64) {
+        if self.error.is_none() {
+            let next = &mut self.next;
+            if let Err(error) = self.timestamp.scoped(timestamp, || next.push(record)) {
+                self.error = Some(error);
+            }
+        }
+    }
+
     /// Emits one record to the side output `tag`.
     pub fn output<S: 'static>(&mut self, tag: &OutputTag<S>, record: S) {
         if self.error.is_none() {

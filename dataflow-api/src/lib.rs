@@ -19,6 +19,7 @@
 
 pub mod args;
 pub mod collector;
+pub mod connected;
 pub mod data;
 pub mod env;
 pub mod error;
@@ -36,6 +37,7 @@ pub mod watermarks;
 pub mod windows;
 
 pub use collector::Collector;
+pub use connected::{ConnectedStreams, Either, KeyedCoProcessFunction, KeyedConnectedStreams};
 pub use data::Data;
 pub use env::{RuntimeMode, StateBackend, StreamEnv};
 pub use error::{Error, Result};

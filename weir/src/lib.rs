@@ -32,10 +32,10 @@ pub mod prelude {
     pub use weir_api::env::JobExecutionResult;
     pub use weir_api::sources::Source;
     pub use weir_api::{
-        CollectHandle, Collector, Data, DataStream, FileSource, GeneratorSource, KeyedContext, KeyedProcessFunction,
-        KeyedStream, OutputTag, ProcessContext, ProcessError, RuntimeMode, StreamEnv, TimeWindow, Trigger,
-        TriggerContext, TriggerResult, WatermarkGenerator, WatermarkOutput, WatermarkStrategy, WindowAssigner,
-        WindowContext, WindowedStream,
+        CollectHandle, Collector, ConnectedStreams, Data, DataStream, Either, FileSource, GeneratorSource,
+        KeyedCoProcessFunction, KeyedContext, KeyedProcessFunction, KeyedStream, OutputTag, ProcessContext,
+        ProcessError, RuntimeMode, StreamEnv, TimeWindow, Trigger, TriggerContext, TriggerResult, WatermarkGenerator,
+        WatermarkOutput, WatermarkStrategy, WindowAssigner, WindowContext, WindowedStream,
     };
 }
 

@@ -112,6 +112,11 @@ impl<K: Key, Out> KeyedContext<'_, K, Out> {
         self.out.collect(record);
     }
 
+    /// Emits a result downstream with the event-time timestamp `timestamp`.
+    pub fn collect_at(&mut self, record: Out, timestamp: i64) {
+        self.out.collect_at(record, timestamp);
+    }
+
     /// Emits a record to the side output `tag`.
     pub fn output<S: 'static>(&mut self, tag: &OutputTag<S>, record: S) {
         self.out.output(tag, record);
