@@ -4,20 +4,76 @@
 //! ```text
 //! cargo run --release --example throughput -- --pipeline stateless --records 200000000 --parallelism 2
 //! cargo run --release --example throughput -- --pipeline keyed --records 50000000 --parallelism 2
+//! cargo run --release --example throughput -- --pipeline window-aggregate --records 50000000 --parallelism 2 --state-backend rocksdb
 //! ```
 //!
 //! Pipelines:
 //! - `stateless`: generator → map → filter → discard (all chained);
-//! - `keyed`: generator → key_by (10,000 keys) → rolling sum → discard.
+//! - `keyed`: generator → key_by (10,000 keys) → rolling sum → discard;
+//! - `window-aggregate`: generator → timestamps (`--events-per-second` of
+//!   event time, default 5,000,000) and periodic watermarks → key_by (10,000
+//!   keys) → 1 s tumbling event-time windows, count + sum kept as one
+//!   accumulator per window → discard;
+//! - `window-process`: the same with a process window function, so each
+//!   window keeps its records until it fires.
+//!
+//! `--state-backend memory|rocksdb` picks where window state lives (RocksDB
+//! in a temporary directory).
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use weir::prelude::*;
+use weir::state::AggregateFunction;
+
+const PIPELINES: [&str; 4] = ["stateless", "keyed", "window-aggregate", "window-process"];
 
 struct Options {
     pipeline: String,
     records: u64,
     keys: u64,
+    events_per_second: u64,
+    rocksdb: bool,
+}
+
+/// `(key, value, timestamp ms)`.
+type Reading = (u64, u64, i64);
+
+/// Count and sum of a window, as one accumulator.
+struct CountAndSum;
+
+impl AggregateFunction for CountAndSum {
+    type In = Reading;
+    type Acc = (u64, u64);
+    type Out = (u64, u64);
+
+    fn create_accumulator(&self) -> (u64, u64) {
+        (0, 0)
+    }
+
+    fn add(&self, accumulator: &mut (u64, u64), reading: Reading) {
+        accumulator.0 += 1;
+        accumulator.1 = accumulator.1.wrapping_add(reading.1);
+    }
+
+    fn result(&self, accumulator: &(u64, u64)) -> (u64, u64) {
+        *accumulator
+    }
+
+    fn merge(&self, a: (u64, u64), b: (u64, u64)) -> (u64, u64) {
+        (a.0 + b.0, a.1.wrapping_add(b.1))
+    }
+}
+
+fn windowed(records: &DataStream<u64>, options: &Options) -> WindowedStream<Reading, u64> {
+    let (keys, rate) = (options.keys, options.events_per_second.max(1));
+    let strategy =
+        WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|reading: &Reading, _| reading.2);
+    records
+        .map(move |n: u64| (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) % keys, n & 0xFF, (n * 1000 / rate) as i64))
+        .assign_timestamps_and_watermarks(strategy)
+        .key_by(|reading: &Reading| reading.0)
+        .window(WindowAssigner::tumbling_event_time(Duration::from_secs(1)))
 }
 
 fn main() -> ExitCode {
@@ -26,12 +82,33 @@ fn main() -> ExitCode {
         Ok(options) => options,
         Err(message) => {
             eprintln!("error: {message}");
-            eprintln!("usage: throughput --pipeline stateless|keyed [--records N] [--keys N] [--parallelism N]");
+            eprintln!(
+                "usage: throughput --pipeline {} [--records N] [--keys N] [--events-per-second N] \
+                 [--state-backend memory|rocksdb] [--parallelism N]",
+                PIPELINES.join("|")
+            );
             return ExitCode::from(2);
         }
     };
+    let state_dir = tempfile_dir();
+    if options.rocksdb {
+        env.set_state_backend(StateBackend::RocksDb { dir: state_dir.clone() });
+    }
     let records = env.source(GeneratorSource::new(|index: u64| index).count(options.records));
     match options.pipeline.as_str() {
+        "window-aggregate" => {
+            windowed(&records, &options).aggregate(CountAndSum).discard();
+        }
+        "window-process" => {
+            windowed(&records, &options)
+                .process(
+                    |key: &u64, _: &WindowContext, readings: Vec<Reading>, out: &mut Collector<'_, (u64, u64, u64)>| {
+                        let sum = readings.iter().fold(0u64, |sum, reading| sum.wrapping_add(reading.1));
+                        out.collect((*key, readings.len() as u64, sum));
+                    },
+                )
+                .discard();
+        }
         "stateless" => {
             records
                 .map(|n: u64| n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
@@ -47,12 +124,15 @@ fn main() -> ExitCode {
                 .discard();
         }
     }
-    match env.execute(&format!("throughput-{}", options.pipeline)) {
+    let executed = env.execute(&format!("throughput-{}", options.pipeline));
+    let _ = std::fs::remove_dir_all(&state_dir);
+    match executed {
         Ok(result) => {
             let seconds = result.net_runtime.as_secs_f64();
             println!(
-                "pipeline={} parallelism={} records={} seconds={seconds:.3} records_per_second={:.0}",
+                "pipeline={} backend={} parallelism={} records={} seconds={seconds:.3} records_per_second={:.0}",
                 options.pipeline,
+                if options.rocksdb { "rocksdb" } else { "memory" },
                 env.parallelism(),
                 options.records,
                 options.records as f64 / seconds
@@ -67,18 +147,32 @@ fn main() -> ExitCode {
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
-    let mut options = Options { pipeline: "stateless".into(), records: 100_000_000, keys: 10_000 };
+    let mut options = Options {
+        pipeline: "stateless".into(),
+        records: 100_000_000,
+        keys: 10_000,
+        events_per_second: 5_000_000,
+        rocksdb: false,
+    };
     let mut args = args.iter();
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let number = || value.parse::<u64>().map_err(|_| format!("{flag} expects a number, got '{value}'"));
         match flag.as_str() {
-            "--pipeline" if value == "stateless" || value == "keyed" => options.pipeline = value.clone(),
+            "--pipeline" if PIPELINES.contains(&value.as_str()) => options.pipeline = value.clone(),
             "--pipeline" => return Err(format!("unknown pipeline '{value}'")),
             "--records" => options.records = number()?,
             "--keys" => options.keys = number()?.max(1),
+            "--events-per-second" => options.events_per_second = number()?.max(1),
+            "--state-backend" if value == "memory" || value == "rocksdb" => options.rocksdb = value == "rocksdb",
+            "--state-backend" => return Err(format!("unknown state backend '{value}' (memory or rocksdb)")),
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
     Ok(options)
+}
+
+/// A fresh directory for RocksDB state under the system's temporary directory.
+fn tempfile_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("weir-throughput-{}", std::process::id()))
 }

@@ -528,3 +528,19 @@ fn count_windows_all_windows_processing_time_and_global_windows_with_a_trigger()
     ];
     assert_eq!(running, sorted(expected_running));
 }
+
+#[test]
+fn session_windows_are_dropped_after_the_allowed_lateness() {
+    // Gap 10, lateness 20, bound 0.
+    let events = vec![
+        event(0, "a", 1),
+        event(5, "a", 2),   // session [0, 15)
+        event(40, "a", 4),  // watermark 39: [0, 15) fires, and is dropped (14 + 20 <= 39)
+        event(12, "a", 8),  // [12, 22): within lateness, fires at once, alone
+        event(45, "a", 16), // joins [40, 50) -> [40, 55)
+    ];
+    let job = Job { lateness_ms: 20, ..Job::new(WindowAssigner::event_time_session(Duration::from_millis(10)), 0) };
+    let (rows, late) = job.run(&events);
+    assert_eq!(rows, vec![row(0, 15, "a", 2, 3), row(12, 22, "a", 1, 8), row(40, 55, "a", 2, 20)]);
+    assert!(late.is_empty());
+}

@@ -34,6 +34,10 @@ pub(crate) type WindowFunction<K, C, Out> = Arc<dyn Fn(&K, &WindowContext, C, &m
 pub(crate) struct WindowSettings<T> {
     pub(crate) assigner: WindowAssigner,
     pub(crate) trigger: Arc<dyn Trigger<T>>,
+    /// The trigger is the assigner's default [`EventTimeTrigger`](crate::windows::trigger::EventTimeTrigger),
+    /// whose answer for a window that already holds records is known
+    /// without asking it (its timer is set already).
+    pub(crate) default_event_time_trigger: bool,
     pub(crate) allowed_lateness: i64,
     pub(crate) late_data: Option<OutputTag<T>>,
 }
@@ -43,6 +47,7 @@ impl<T> Clone for WindowSettings<T> {
         Self {
             assigner: self.assigner,
             trigger: self.trigger.clone(),
+            default_event_time_trigger: self.default_event_time_trigger,
             allowed_lateness: self.allowed_lateness,
             late_data: self.late_data.clone(),
         }
@@ -54,12 +59,14 @@ pub(crate) trait WindowContents<T>: Send {
     /// What the window function receives when the window fires.
     type Contents;
     fn register<K: StateKey>(&mut self, backend: &mut KeyedStateBackend<K>) -> Result<(), StateError>;
+    /// Adds `record`; returns whether the window may have been empty before
+    /// (then its cleanup timer must be set).
     fn add<K: StateKey>(
         &mut self,
         backend: &mut KeyedStateBackend<K>,
         window: &TimeWindow,
         record: T,
-    ) -> Result<(), StateError>;
+    ) -> Result<bool, StateError>;
     fn get<K: StateKey>(
         &mut self,
         backend: &mut KeyedStateBackend<K>,
@@ -88,11 +95,13 @@ impl<F: AggregateFunction> AggregateContents<F> {
     }
 
     fn state(&self) -> Result<&ValueState<TimeWindow, F::Acc>, StateError> {
-        self.state.as_ref().ok_or(StateError::Incompatible {
-            name: "window-contents".into(),
-            message: "used before registration".into(),
-        })
+        self.state.as_ref().ok_or_else(unregistered)
     }
+}
+
+/// The contents' state was used before `register`: a bug in the operator.
+fn unregistered() -> StateError {
+    StateError::Incompatible { name: "window-contents".into(), message: "used before registration".into() }
 }
 
 impl<F> WindowContents<F::In> for AggregateContents<F>
@@ -113,12 +122,13 @@ where
         backend: &mut KeyedStateBackend<K>,
         window: &TimeWindow,
         record: F::In,
-    ) -> Result<(), StateError> {
+    ) -> Result<bool, StateError> {
         let function = &self.function;
         backend.update_value(self.state()?, window, |accumulator| {
+            let created = accumulator.is_none();
             let mut accumulator = accumulator.unwrap_or_else(|| function.create_accumulator());
             function.add(&mut accumulator, record);
-            (Some(accumulator), ())
+            (Some(accumulator), created)
         })
     }
 
@@ -173,10 +183,7 @@ impl<T> ListContents<T> {
     }
 
     fn state(&self) -> Result<&ListState<TimeWindow, T>, StateError> {
-        self.state.as_ref().ok_or(StateError::Incompatible {
-            name: "window-contents".into(),
-            message: "used before registration".into(),
-        })
+        self.state.as_ref().ok_or_else(unregistered)
     }
 }
 
@@ -193,8 +200,9 @@ impl<T: Data> WindowContents<T> for ListContents<T> {
         backend: &mut KeyedStateBackend<K>,
         window: &TimeWindow,
         record: T,
-    ) -> Result<(), StateError> {
-        backend.list_add(self.state()?, window, record)
+    ) -> Result<bool, StateError> {
+        backend.list_add(self.state()?, window, record)?;
+        Ok(true)
     }
 
     fn get<K: StateKey>(
@@ -315,6 +323,8 @@ pub(crate) struct WindowOperator<T, K, C: WindowContents<T>, Out> {
     state: WindowState<K>,
     /// Scratch for the windows of one record.
     windows: Vec<TimeWindow>,
+    /// Whether windows follow event time (asked for every record).
+    event_time: bool,
     next: Box<dyn Push<Out>>,
     sides: SideOutputs,
     late_records_dropped: metrics::Counter,
@@ -348,6 +358,7 @@ where
         let state =
             WindowState { backend, timers, trigger_states: HashMap::new(), sessions, watermark: i64::MIN, error: None };
         Ok(Self {
+            event_time: settings.assigner.is_event_time(),
             context,
             key,
             settings,
@@ -374,7 +385,7 @@ where
     }
 
     fn is_event_time(&self) -> bool {
-        self.settings.assigner.is_event_time()
+        self.event_time
     }
 
     /// When a window's state is dropped: after the allowed lateness in event
@@ -460,6 +471,9 @@ where
             state.backend.delete_timer(&state.timers, domain, *old, time).map_err(|error| self.failed(error))?;
         }
         self.check_trigger()?;
+        // The merged window holds contents now, so adding to it reports no new
+        // window: its cleanup timer is set here.
+        self.register_cleanup_timer(&merged)?;
         Ok(merged)
     }
 
@@ -557,11 +571,23 @@ where
             let guard = BlameGuard::new(&self.context.operator_name);
             let added = self.contents.add(&mut self.state.backend, window, record.clone());
             guard.disarm();
-            added.map_err(|error| self.failed(error))?;
-            let result = trigger.on_element(&record, assign_time, window, &mut self.trigger_context());
+            let created = added.map_err(|error| self.failed(error))?;
+            let result = if self.settings.default_event_time_trigger && !created {
+                // What `EventTimeTrigger::on_element` answers; its timer at the
+                // window's end was set with the window's first record.
+                if window.max_timestamp() <= self.state.watermark {
+                    TriggerResult::Fire
+                } else {
+                    TriggerResult::Continue
+                }
+            } else {
+                trigger.on_element(&record, assign_time, window, &mut self.trigger_context())
+            };
             self.check_trigger()?;
             self.react(&key, window, result)?;
-            self.register_cleanup_timer(window)?;
+            if created {
+                self.register_cleanup_timer(window)?;
+            }
         }
         self.windows = windows;
         let late =

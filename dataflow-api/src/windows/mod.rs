@@ -325,6 +325,7 @@ impl<T: Data, K: Key> WindowedStream<T, K> {
         }
         let settings = WindowSettings {
             assigner: self.assigner,
+            default_event_time_trigger: self.trigger.is_none() && self.assigner.is_event_time(),
             trigger,
             allowed_lateness: millis(self.allowed_lateness),
             late_data: self.late_data.clone(),
