@@ -459,6 +459,11 @@ impl<K: StateKey> KeyedStateBackend<K> {
         namespace: &N,
         value: V,
     ) -> Result<(), StateError> {
+        if let (Store::Rocks(rocks), None) = (&mut self.store, state.ttl) {
+            // Appends in place instead of decoding and re-encoding the list.
+            self.current.as_ref().ok_or(StateError::NoCurrentKey)?;
+            return rocks.list_append(state.index, namespace, &value);
+        }
         self.modify_single(state.index, state.ttl, namespace, |list: Option<Vec<V>>| {
             let mut list = list.unwrap_or_default();
             list.push(value);

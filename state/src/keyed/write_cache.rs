@@ -83,6 +83,26 @@ impl WriteBackCache {
         }
     }
 
+    /// Changes the cached value of `key` in place (it must be cached: call
+    /// `remember` first) and marks it for RocksDB.
+    pub(super) fn update<R>(
+        &mut self,
+        state: usize,
+        key: &[u8],
+        change: impl FnOnce(&mut Option<Vec<u8>>) -> R,
+    ) -> Option<R> {
+        let cached = self.states.get_mut(state)?.get_mut(key)?;
+        let old_len = cached.value.as_ref().map_or(0, Vec::len);
+        let result = change(&mut cached.value);
+        let new_len = cached.value.as_ref().map_or(0, Vec::len);
+        self.bytes = self.bytes + new_len - old_len;
+        if !cached.dirty {
+            cached.dirty = true;
+            self.dirty += 1;
+        }
+        Some(result)
+    }
+
     /// Whether the cache has outgrown its budget and should be flushed.
     pub(super) fn is_full(&self) -> bool {
         self.bytes > self.capacity_bytes
