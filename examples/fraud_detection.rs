@@ -138,19 +138,3 @@ fn main() -> weir::Result<()> {
     env.execute("fraud_detection")?;
     Ok(())
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn amounts_parse_exactly() {
-        assert_eq!(parse_cents("0.5"), Some(50));
-        assert_eq!(parse_cents("734.10"), Some(73_410));
-        assert_eq!(parse_cents("12"), Some(1_200));
-        for bad in ["", ".5", "1.234", "-1.00", "1,00", "abc"] {
-            assert_eq!(parse_cents(bad), None, "{bad}");
-        }
-        assert_eq!(format_cents(73_410), "734.10");
-    }
-}

@@ -107,10 +107,16 @@ fn alerts_match_a_brute_force_search_at_parallelism_1_and_3() -> Result<()> {
 }
 
 #[test]
-fn a_malformed_amount_fails_the_job_and_names_the_line() -> Result<()> {
-    let output = run(&[], "1000,acct-1,0.5.0\n")?;
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("malformed input line '1000,acct-1,0.5.0'"), "{stderr}");
+fn amounts_are_read_exactly_and_malformed_ones_fail_the_job() -> Result<()> {
+    // "0.5" is 50 cents and "500.0" is not over 500.00; "500.01" is.
+    let input = "1000,acct-1,0.5\n2000,acct-1,500.0\n3000,acct-1,500.01\n";
+    assert_eq!(alerts(&run(&[], input)?)?, vec!["alert,acct-1,1000,3000,500.01"]);
+    for bad in ["0.5.0", "1.234", "-1.00", ".5", "1,00"] {
+        let line = format!("1000,acct-1,{bad}");
+        let output = run(&[], &format!("{line}\n"))?;
+        assert!(!output.status.success(), "{line} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(&format!("malformed input line '{line}'")), "{stderr}");
+    }
     Ok(())
 }
