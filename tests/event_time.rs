@@ -596,7 +596,7 @@ fn emission_times(idleness: Option<Duration>) -> (Vec<std::time::Instant>, std::
     // 600 records over about 1.5 s; subtask 1's are all filtered out, so its
     // watermark never moves unless it is marked idle.
     env.source(GeneratorSource::new(|n: u64| n).count(600).records_per_second(400.0))
-        .filter(|n: &u64| n % 2 == 0)
+        .filter(|n: &u64| n.is_multiple_of(2))
         .assign_timestamps_and_watermarks(strategy)
         .key_by(|_: &u64| 0u8)
         .window(WindowAssigner::tumbling_event_time(Duration::from_millis(100)))

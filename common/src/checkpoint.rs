@@ -354,7 +354,9 @@ mod tests {
         assert!(coordinator.ack(CheckpointId(1), 2, "b").is_empty(), "a late ack is ignored");
         let [Action::Trigger { id, .. }] = coordinator.poll(ms(start, 700))[..] else { panic!("no trigger") };
         let declined = coordinator.decline(id, "map (1/2)".into(), "disk full".into(), ms(start, 710));
-        assert!(matches!(&declined[..], [Action::Abort { .. }, Action::FailJob(message)] if message.contains("disk full")));
+        assert!(
+            matches!(&declined[..], [Action::Abort { .. }, Action::FailJob(message)] if message.contains("disk full"))
+        );
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! wherever they appear, and leaves everything else, in order, to the job.
 //! After a literal `--`, everything belongs to the job.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
 /// Engine settings given on the command line.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EngineArgs {
@@ -12,6 +15,14 @@ pub struct EngineArgs {
     pub parallelism: Option<usize>,
     /// `--max-parallelism N`: number of key groups.
     pub max_parallelism: Option<usize>,
+    /// `--checkpoint-dir DIR`: where checkpoints go.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// `--checkpoint-interval-ms N`: turns checkpointing on.
+    pub checkpoint_interval: Option<Duration>,
+    /// `--state-backend memory|rocksdb`.
+    pub state_backend: Option<BackendChoice>,
+    /// `--from-checkpoint PATH`: a `chk-<n>` or savepoint directory to start from.
+    pub from_checkpoint: Option<PathBuf>,
     /// Everything that is not an engine flag, in order.
     pub job_args: Vec<String>,
 }
@@ -33,9 +44,35 @@ pub enum ArgsError {
         /// What was given.
         value: String,
     },
+    /// The value is not one of the choices.
+    #[error("{flag} expects one of {choices}, got '{value}'")]
+    NotAChoice {
+        /// The flag.
+        flag: &'static str,
+        /// The allowed values.
+        choices: &'static str,
+        /// What was given.
+        value: String,
+    },
 }
 
-const FLAGS: [&str; 2] = ["--parallelism", "--max-parallelism"];
+/// Where keyed state lives, as chosen on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// `memory`.
+    Memory,
+    /// `rocksdb`.
+    RocksDb,
+}
+
+const FLAGS: [&str; 6] = [
+    "--parallelism",
+    "--max-parallelism",
+    "--checkpoint-dir",
+    "--checkpoint-interval-ms",
+    "--state-backend",
+    "--from-checkpoint",
+];
 
 impl EngineArgs {
     /// Separates engine flags from job arguments (`args` excludes the program name).
@@ -56,10 +93,21 @@ impl EngineArgs {
                 continue;
             };
             let value = inline_value.or_else(|| args.next()).ok_or(ArgsError::MissingValue { flag })?;
-            let number = positive(flag, &value)?;
             match flag {
-                "--parallelism" => parsed.parallelism = Some(number),
-                _ => parsed.max_parallelism = Some(number),
+                "--parallelism" => parsed.parallelism = Some(positive(flag, &value)?),
+                "--max-parallelism" => parsed.max_parallelism = Some(positive(flag, &value)?),
+                "--checkpoint-dir" => parsed.checkpoint_dir = Some(PathBuf::from(value)),
+                "--checkpoint-interval-ms" => {
+                    parsed.checkpoint_interval = Some(Duration::from_millis(positive(flag, &value)? as u64));
+                }
+                "--state-backend" => {
+                    parsed.state_backend = Some(match value.as_str() {
+                        "memory" => BackendChoice::Memory,
+                        "rocksdb" => BackendChoice::RocksDb,
+                        _ => return Err(ArgsError::NotAChoice { flag, choices: "memory, rocksdb", value }),
+                    });
+                }
+                _ => parsed.from_checkpoint = Some(PathBuf::from(value)),
             }
         }
         Ok(parsed)
@@ -87,6 +135,28 @@ mod tests {
         assert_eq!(parsed.parallelism, Some(4));
         assert_eq!(parsed.max_parallelism, Some(256));
         assert_eq!(parsed.job_args, vec!["in.txt", "--verbose"]);
+    }
+
+    #[test]
+    fn checkpoint_and_state_flags() {
+        let parsed = parse(&[
+            "--checkpoint-dir",
+            "/tmp/chk",
+            "in.csv",
+            "--checkpoint-interval-ms=250",
+            "--state-backend",
+            "rocksdb",
+            "--from-checkpoint",
+            "/tmp/chk/job/chk-3",
+        ])
+        .expect("valid");
+        assert_eq!(parsed.checkpoint_dir, Some(PathBuf::from("/tmp/chk")));
+        assert_eq!(parsed.checkpoint_interval, Some(Duration::from_millis(250)));
+        assert_eq!(parsed.state_backend, Some(BackendChoice::RocksDb));
+        assert_eq!(parsed.from_checkpoint, Some(PathBuf::from("/tmp/chk/job/chk-3")));
+        assert_eq!(parsed.job_args, vec!["in.csv"]);
+        let error = parse(&["--state-backend", "heap"]).expect_err("not a backend");
+        assert_eq!(error.to_string(), "--state-backend expects one of memory, rocksdb, got 'heap'");
     }
 
     #[test]

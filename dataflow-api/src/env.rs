@@ -8,10 +8,14 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use weir_common::checkpoint::CheckpointConfig;
 use weir_common::{JobGraph, MaxParallelism, OperatorKind};
-use weir_worker::{CancelToken, ExecutorConfig, LocalExecutor};
+use weir_state::storage::{CheckpointStorage, LocalDirStorage};
+use weir_worker::executor::CheckpointSettings;
+pub use weir_worker::executor::RestartStrategy;
+use weir_worker::{CancelToken, ExecutorConfig, JobError, LocalExecutor};
 
-use crate::args::EngineArgs;
+use crate::args::{BackendChoice, EngineArgs};
 use crate::graph::{BuildSource, JobSettings, Node, NodeBody, NodeId, compile};
 use crate::operators::OperatorContext;
 use crate::push::Outputs;
@@ -54,6 +58,9 @@ struct EnvState {
     max_parallelism: usize,
     mode: RuntimeMode,
     executor: ExecutorConfig,
+    checkpointing: CheckpointOptions,
+    restart: Option<RestartStrategy>,
+    restore_from: Option<PathBuf>,
     state_backend: StateBackend,
     job_args: Vec<String>,
     nodes: Vec<Node>,
@@ -80,6 +87,9 @@ impl StreamEnv {
                 max_parallelism: MaxParallelism::default().get(),
                 mode: RuntimeMode::default(),
                 executor: ExecutorConfig::default(),
+                checkpointing: CheckpointOptions::default(),
+                restart: None,
+                restore_from: None,
                 state_backend: StateBackend::Memory,
                 job_args: Vec::new(),
                 nodes: Vec::new(),
@@ -119,6 +129,20 @@ impl StreamEnv {
             if let Some(max_parallelism) = parsed.max_parallelism {
                 state.max_parallelism = max_parallelism;
             }
+            if let Some(dir) = parsed.checkpoint_dir {
+                state.checkpointing.dir = Some(dir);
+            }
+            if let Some(interval) = parsed.checkpoint_interval {
+                state.checkpointing.interval = Some(interval);
+            }
+            match parsed.state_backend {
+                Some(BackendChoice::Memory) => state.state_backend = StateBackend::Memory,
+                Some(BackendChoice::RocksDb) => {
+                    state.state_backend = StateBackend::RocksDb { dir: std::env::temp_dir().join("weir-rocksdb") };
+                }
+                None => {}
+            }
+            state.restore_from = parsed.from_checkpoint;
             state.job_args = parsed.job_args;
         }
         Ok(env)
@@ -167,6 +191,66 @@ impl StreamEnv {
         self
     }
 
+    /// Takes a checkpoint every `interval` (Flink's `enableCheckpointing`);
+    /// needs a checkpoint directory ([`StreamEnv::set_checkpoint_dir`]).
+    pub fn enable_checkpointing(&self, interval: Duration) -> &Self {
+        self.inner.borrow_mut().checkpointing.interval = Some(interval);
+        self
+    }
+
+    /// Where checkpoints go: a directory path (or a `file://` URL).
+    pub fn set_checkpoint_dir(&self, dir: impl Into<PathBuf>) -> &Self {
+        self.inner.borrow_mut().checkpointing.dir = Some(dir.into());
+        self
+    }
+
+    /// A checkpoint not complete after `timeout` is aborted (default 10 minutes).
+    pub fn set_checkpoint_timeout(&self, timeout: Duration) -> &Self {
+        self.inner.borrow_mut().checkpointing.config.timeout = timeout;
+        self
+    }
+
+    /// The least time between the end of a checkpoint and the start of the next.
+    pub fn set_min_pause_between_checkpoints(&self, pause: Duration) -> &Self {
+        self.inner.borrow_mut().checkpointing.config.min_pause = pause;
+        self
+    }
+
+    /// How many completed checkpoints are kept (default 1).
+    pub fn set_retained_checkpoints(&self, count: usize) -> &Self {
+        self.inner.borrow_mut().checkpointing.config.retained = count.max(1);
+        self
+    }
+
+    /// How many checkpoints in a row may fail before the job fails (default 0).
+    pub fn set_tolerable_checkpoint_failures(&self, count: u32) -> &Self {
+        self.inner.borrow_mut().checkpointing.config.tolerable_failures = count;
+        self
+    }
+
+    /// Keeps the retained checkpoints when the job is cancelled (default:
+    /// deleted). They are always kept when the job fails, and deleted when it
+    /// finishes.
+    pub fn set_retain_checkpoints_on_cancel(&self, retain: bool) -> &Self {
+        self.inner.borrow_mut().checkpointing.retain_on_cancel = retain;
+        self
+    }
+
+    /// What happens when a task fails. Default: without checkpointing, the
+    /// job fails; with it, up to 10 restarts from the latest checkpoint with
+    /// a delay from 1 s growing 1.5× per restart up to 1 minute.
+    pub fn set_restart_strategy(&self, strategy: RestartStrategy) -> &Self {
+        self.inner.borrow_mut().restart = Some(strategy);
+        self
+    }
+
+    /// Starts the job from a completed checkpoint (`…/<job-id>/chk-<n>`) or a
+    /// savepoint directory, at any parallelism (`--from-checkpoint PATH`).
+    pub fn restore_from_checkpoint(&self, path: impl Into<PathBuf>) -> &Self {
+        self.inner.borrow_mut().restore_from = Some(path.into());
+        self
+    }
+
     /// Adds a source.
     pub fn source<S: Source>(&self, source: S) -> DataStream<S::Output> {
         let name = source.name();
@@ -175,7 +259,7 @@ impl StreamEnv {
         let build: BuildSource = Arc::new(move |context: &OperatorContext, next: Outputs| {
             let next = next.into_typed::<S::Output>()?;
             let reader = source.create_reader(context)?;
-            Ok(Box::new(SourceDriver { reader, next }) as Box<dyn weir_worker::SourceTask>)
+            Ok(Box::new(SourceDriver { context: context.clone(), reader, next }) as Box<dyn weir_worker::SourceTask>)
         });
         let node = self.add_node(Node {
             name,
@@ -222,7 +306,7 @@ impl StreamEnv {
     /// Runs the job built so far and blocks until it ends. The environment is
     /// then empty, ready for another job, whether or not this one compiled.
     pub fn execute(&self, name: &str) -> Result<JobExecutionResult> {
-        let (settings, compiled, executor) = {
+        let (settings, compiled, executor, restore_from) = {
             let mut state = self.inner.borrow_mut();
             let compiled = state.settings(name).and_then(|settings| Ok((compile(&state.nodes, &settings)?, settings)));
             // Execute takes the job built so far, even when it does not compile.
@@ -230,10 +314,16 @@ impl StreamEnv {
             state.misuse = None;
             state.generation += 1;
             let (compiled, settings) = compiled?;
-            (settings, compiled, LocalExecutor::new(state.executor.clone()))
+            let executor = LocalExecutor::new(state.executor_config(name)?);
+            (settings, compiled, executor, state.restore_from.clone())
+        };
+        let restore = match &restore_from {
+            Some(path) => crate::checkpointing::load_restore(path)
+                .map_err(|message| Error::Job(JobError::Restore { job: name.to_owned(), message }))?,
+            None => Vec::new(),
         };
         let started = Instant::now();
-        let outcome = executor.execute(&compiled.graph, &compiled.factories, &CancelToken::new());
+        let outcome = executor.execute(&compiled.graph, &compiled.factories, &CancelToken::new(), restore);
         if let StateBackend::RocksDb { dir } = &settings.state_backend {
             // Operators removed their own directories; the run's is empty now.
             let _ = std::fs::remove_dir(dir);
@@ -278,7 +368,54 @@ impl StreamEnv {
 pub(crate) const STALE_HANDLE: &str =
     "a stream of an earlier job (built before the last execute) was used; build each job from its own sources";
 
+/// Checkpoint settings as the program gives them.
+#[derive(Clone, Debug, Default)]
+struct CheckpointOptions {
+    interval: Option<Duration>,
+    dir: Option<PathBuf>,
+    config: CheckpointConfig,
+    retain_on_cancel: bool,
+}
+
+/// The restart strategy of a checkpointed job that sets none.
+const DEFAULT_RESTARTS: RestartStrategy = RestartStrategy::ExponentialDelay {
+    initial: Duration::from_secs(1),
+    max: Duration::from_secs(60),
+    multiplier: 1.5,
+    attempts: 10,
+};
+
 impl EnvState {
+    fn executor_config(&self, name: &str) -> Result<ExecutorConfig> {
+        let mut config = self.executor.clone();
+        let checkpointing = &self.checkpointing;
+        config.checkpoints = match (checkpointing.interval, &checkpointing.dir) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(Error::InvalidJob(format!(
+                    "job '{name}' enables checkpointing but sets no checkpoint directory: \
+                     pass --checkpoint-dir DIR or call set_checkpoint_dir"
+                )));
+            }
+            (Some(interval), Some(dir)) => {
+                let dir = dir.to_string_lossy();
+                let dir = PathBuf::from(dir.strip_prefix("file://").unwrap_or(&dir));
+                let storage: Arc<dyn CheckpointStorage> = Arc::new(LocalDirStorage::new(dir));
+                Some(CheckpointSettings {
+                    config: CheckpointConfig { interval, ..checkpointing.config.clone() },
+                    storage,
+                    retain_on_cancel: checkpointing.retain_on_cancel,
+                })
+            }
+        };
+        config.restart = match (&self.restart, &config.checkpoints) {
+            (Some(strategy), _) => strategy.clone(),
+            (None, Some(_)) => DEFAULT_RESTARTS,
+            (None, None) => RestartStrategy::None,
+        };
+        Ok(config)
+    }
+
     fn settings(&self, name: &str) -> Result<JobSettings> {
         if let Some(misuse) = &self.misuse {
             return Err(Error::InvalidJob(misuse.clone()));

@@ -388,6 +388,8 @@ impl ChainFactory {
             mode: self.mode,
             state_backend: self.state_backend.clone(),
             timestamp: timestamp.clone(),
+            restore: setup.restore.clone(),
+            run_id: setup.run_id.clone(),
         }
     }
 }

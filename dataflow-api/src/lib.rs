@@ -18,6 +18,7 @@
 //! `weir-state`; it must never depend on the coordinator.
 
 pub mod args;
+pub mod checkpointing;
 pub mod collector;
 pub mod connected;
 pub mod data;

@@ -5,10 +5,12 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use weir_common::CheckpointId;
 use weir_common::{KeyGroup, Partitioning};
 use weir_worker::blame::BlameGuard;
-use weir_worker::{Batch, EdgeOutput, NO_TIMESTAMP, TaskError, Watermark};
+use weir_worker::{Barrier, Batch, EdgeOutput, NO_TIMESTAMP, TaskError, Watermark};
 
+use crate::checkpointing::ChainSnapshot;
 use crate::operators::OperatorContext;
 use crate::push::{ErasedPush, Push};
 use crate::time::CurrentTimestamp;
@@ -157,6 +159,13 @@ impl<T: Send + 'static> ChannelBuffers<T> {
         Ok(())
     }
 
+    /// Sends what is buffered, then the barrier, on every channel: the
+    /// records before the barrier belong to its checkpoint.
+    fn barrier(&mut self, barrier: Barrier) -> Result<(), TaskError> {
+        self.flush()?;
+        self.output.barrier(barrier)
+    }
+
     /// Sends what is buffered, then the watermark, on every channel: records
     /// before a watermark must not arrive after it.
     fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
@@ -192,6 +201,14 @@ impl<T: Data> Push<T> for ForwardWriter<T> {
         self.buffers.watermark(mark)
     }
 
+    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
+        self.buffers.barrier(Barrier { id: chain.id(), savepoint: chain.target.savepoint })
+    }
+
+    fn checkpoint_complete(&mut self, _id: CheckpointId) -> Result<(), TaskError> {
+        Ok(())
+    }
+
     fn finish(&mut self) -> Result<(), TaskError> {
         self.buffers.finish()
     }
@@ -218,6 +235,14 @@ impl<T: Data> Push<T> for RebalanceWriter<T> {
         self.buffers.watermark(mark)
     }
 
+    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
+        self.buffers.barrier(Barrier { id: chain.id(), savepoint: chain.target.savepoint })
+    }
+
+    fn checkpoint_complete(&mut self, _id: CheckpointId) -> Result<(), TaskError> {
+        Ok(())
+    }
+
     fn finish(&mut self) -> Result<(), TaskError> {
         self.buffers.finish()
     }
@@ -242,6 +267,14 @@ impl<T: Data> Push<T> for BroadcastWriter<T> {
 
     fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
         self.buffers.watermark(mark)
+    }
+
+    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
+        self.buffers.barrier(Barrier { id: chain.id(), savepoint: chain.target.savepoint })
+    }
+
+    fn checkpoint_complete(&mut self, _id: CheckpointId) -> Result<(), TaskError> {
+        Ok(())
     }
 
     fn finish(&mut self) -> Result<(), TaskError> {
@@ -279,6 +312,14 @@ impl<T: Data, K: Key> Push<T> for HashWriter<T, K> {
 
     fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
         self.buffers.watermark(mark)
+    }
+
+    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
+        self.buffers.barrier(Barrier { id: chain.id(), savepoint: chain.target.savepoint })
+    }
+
+    fn checkpoint_complete(&mut self, _id: CheckpointId) -> Result<(), TaskError> {
+        Ok(())
     }
 
     fn finish(&mut self) -> Result<(), TaskError> {

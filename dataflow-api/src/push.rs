@@ -10,8 +10,11 @@
 
 use std::any::Any;
 
+use weir_common::CheckpointId;
+use weir_worker::checkpoint::{SnapshotTarget, TaskSnapshot};
 use weir_worker::{NO_TIMESTAMP, TaskError, Watermark};
 
+use crate::checkpointing::ChainSnapshot;
 use crate::time::CurrentTimestamp;
 
 /// A consumer of records of type `T`: the next operator of a chain, a sink, or
@@ -34,6 +37,13 @@ pub trait Push<T>: Send {
     /// Event time advanced (or the input went idle): fire what is due, then
     /// pass the watermark on.
     fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError>;
+
+    /// A checkpoint barrier: add this operator's state to `chain`, then pass
+    /// the barrier on (writers send it to other tasks).
+    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError>;
+
+    /// Checkpoint `id` completed: commit what it covers, then pass it on.
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError>;
 
     /// The input has ended: emit final results, then finish everything downstream.
     fn finish(&mut self) -> Result<(), TaskError>;
@@ -85,6 +95,14 @@ impl<T: Clone + Send> Push<T> for Tee<T> {
         self.targets.iter_mut().try_for_each(|target| target.watermark(mark))
     }
 
+    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
+        self.targets.iter_mut().try_for_each(|target| target.checkpoint(chain))
+    }
+
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError> {
+        self.targets.iter_mut().try_for_each(|target| target.checkpoint_complete(id))
+    }
+
     fn finish(&mut self) -> Result<(), TaskError> {
         self.targets.iter_mut().try_for_each(|target| target.finish())
     }
@@ -111,6 +129,14 @@ impl<T> Push<T> for Discard {
     }
 
     fn watermark(&mut self, _mark: Watermark) -> Result<(), TaskError> {
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, _chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
+        Ok(())
+    }
+
+    fn checkpoint_complete(&mut self, _id: CheckpointId) -> Result<(), TaskError> {
         Ok(())
     }
 
@@ -158,6 +184,16 @@ impl<T: Send + 'static> weir_worker::InputTask for ChannelInput<T> {
         self.head.watermark(mark)
     }
 
+    fn checkpoint(&mut self, target: &SnapshotTarget) -> Result<TaskSnapshot, TaskError> {
+        let mut chain = ChainSnapshot::new(target);
+        self.head.checkpoint(&mut chain)?;
+        Ok(chain.into_snapshot())
+    }
+
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError> {
+        self.head.checkpoint_complete(id)
+    }
+
     fn flush(&mut self) -> Result<(), TaskError> {
         self.head.flush()
     }
@@ -197,6 +233,8 @@ pub(crate) trait SidePush: Send {
     fn as_any(&mut self) -> &mut dyn Any;
     fn flush(&mut self) -> Result<(), TaskError>;
     fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError>;
+    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError>;
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError>;
     fn finish(&mut self) -> Result<(), TaskError>;
 }
 
@@ -214,6 +252,14 @@ impl<S: 'static> SidePush for SideSlot<S> {
 
     fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
         self.0.watermark(mark)
+    }
+
+    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
+        self.0.checkpoint(chain)
+    }
+
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError> {
+        self.0.checkpoint_complete(id)
     }
 
     fn finish(&mut self) -> Result<(), TaskError> {
@@ -264,6 +310,16 @@ impl SideOutputs {
         self.slots.iter_mut().try_for_each(|(_, slot)| slot.watermark(mark))
     }
 
+    /// Passes a checkpoint barrier on to every side output.
+    pub fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
+        self.slots.iter_mut().try_for_each(|(_, slot)| slot.checkpoint(chain))
+    }
+
+    /// Passes a checkpoint's completion on to every side output.
+    pub fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError> {
+        self.slots.iter_mut().try_for_each(|(_, slot)| slot.checkpoint_complete(id))
+    }
+
     /// Ends every side output.
     pub fn finish(&mut self) -> Result<(), TaskError> {
         self.slots.iter_mut().try_for_each(|(_, slot)| slot.finish())
@@ -293,6 +349,16 @@ impl<T> Push<T> for WithSides<T> {
     fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
         self.main.watermark(mark)?;
         self.sides.watermark(mark)
+    }
+
+    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
+        self.main.checkpoint(chain)?;
+        self.sides.checkpoint(chain)
+    }
+
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError> {
+        self.main.checkpoint_complete(id)?;
+        self.sides.checkpoint_complete(id)
     }
 
     fn finish(&mut self) -> Result<(), TaskError> {

@@ -23,6 +23,7 @@ use crate::operators::timestamps::TimestampsAndWatermarks;
 use crate::partition::{KeySelector, PlainWriters};
 use crate::push::{ChannelInput, Discard, ErasedPush, Outputs, Push, SidePush, SideSlot, fan_out};
 use crate::sinks::collect::CollectHandle;
+use crate::sinks::file_sink::ExactlyOnceFileSink;
 use crate::sinks::print::{PrintSink, PrintTarget};
 use crate::sinks::text_file::TextFileSink;
 use crate::watermarks::WatermarkStrategy;
@@ -252,6 +253,19 @@ impl<T: Data> DataStream<T> {
         let path = path.into();
         let name = format!("Sink: Text File {}", path.display());
         self.sink(&name, move |context| Ok(Box::new(TextFileSink::create(context.clone(), &path)?)))
+    }
+
+    /// Writes every record as a line into part files in directory `dir`,
+    /// exactly once: lines become visible (files `part-…`) only when a
+    /// checkpoint that covers them completes, or at the end of input; hidden
+    /// `.part-…` files are in progress. See `sinks::file_sink`.
+    pub fn sink_to_files(&self, dir: impl Into<PathBuf>) -> DataStreamSink
+    where
+        T: Display,
+    {
+        let dir = dir.into();
+        let name = format!("Sink: Files {}", dir.display());
+        self.sink(&name, move |context| Ok(Box::new(ExactlyOnceFileSink::create(context.clone(), &dir)?)))
     }
 
     /// Collects every record in memory; read them from the handle after `execute`.

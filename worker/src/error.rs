@@ -14,6 +14,16 @@ pub enum TaskError {
         /// What went wrong, with its causes.
         message: String,
     },
+    /// An operator could not restore its state from the checkpoint the job
+    /// started from (a corrupt or missing file): the job may fall back to an
+    /// earlier checkpoint.
+    #[error("operator '{operator}' could not restore its state: {message}")]
+    Restore {
+        /// The name of the operator.
+        operator: String,
+        /// What went wrong, naming the file.
+        message: String,
+    },
     /// The task was stopped because the job is being cancelled, usually since
     /// another task failed. Never a root cause.
     #[error("the task was cancelled")]
@@ -57,6 +67,34 @@ pub enum JobError {
     /// The job graph is not well formed.
     #[error(transparent)]
     InvalidGraph(#[from] JobGraphError),
+    /// The checkpoint to start from cannot be used.
+    #[error("cannot restore job '{job}' from checkpoint: {message}")]
+    Restore {
+        /// The job's name.
+        job: String,
+        /// What is wrong, naming the checkpoint or file.
+        message: String,
+    },
+    /// An operator failed to restore its state from checkpoint `checkpoint`.
+    #[error("job '{job}' could not restore from checkpoint {checkpoint}: operator '{operator}': {message}")]
+    RestoreFailed {
+        /// The job's name.
+        job: String,
+        /// The checkpoint.
+        checkpoint: u64,
+        /// The operator.
+        operator: String,
+        /// What went wrong, naming the file.
+        message: String,
+    },
+    /// Checkpoints failed more often in a row than the job tolerates.
+    #[error("job '{job}' failed: {message}")]
+    Checkpointing {
+        /// The job's name.
+        job: String,
+        /// Which checkpoint failed and why.
+        message: String,
+    },
     /// The operating system refused a thread for a task.
     #[error("could not start a thread for task '{task}': {source}")]
     Spawn {

@@ -14,7 +14,7 @@ pub enum Event {
     /// Event-time progress of the sender.
     Watermark(Watermark),
     /// Checkpoint barrier: the records before it belong to the checkpoint.
-    Barrier(CheckpointId),
+    Barrier(Barrier),
     /// The sender has finished; nothing follows on this channel.
     EndOfPartition,
 }
@@ -33,6 +33,15 @@ pub enum Watermark {
 impl Watermark {
     /// The watermark of an ended stream: every event-time window may fire.
     pub const END: Self = Self::At(i64::MAX);
+}
+
+/// A checkpoint barrier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Barrier {
+    /// The checkpoint.
+    pub id: CheckpointId,
+    /// Savepoints are self-contained: full snapshots in their own directory.
+    pub savepoint: bool,
 }
 
 /// Marks a record without an event-time timestamp.

@@ -1,33 +1,118 @@
 //! Runs a whole job graph in this process: one thread per task, bounded
-//! channels between tasks, and fail-fast cancellation.
+//! channels between tasks, fail-fast cancellation, and — when checkpointing
+//! is on — the checkpoint driver and restarts from the latest completed
+//! checkpoint.
 //!
-//! A job ends when every task has returned. The first task that fails with a
-//! root cause cancels the others; `execute` waits for all of them before it
-//! returns that failure, so no thread of the job outlives the call.
+//! A job run ends when every task has returned. The first task that fails
+//! with a root cause cancels the others; the run waits for all of them, so no
+//! thread of the job outlives it. Then the restart strategy decides whether
+//! the job runs again from its latest completed checkpoint (sources rewind,
+//! operators restore their state, sinks discard what no checkpoint covered)
+//! or fails with that root cause.
 
 use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use weir_common::{JobGraph, JobGraphError, SubtaskIndex};
+use crossbeam_channel::{Receiver, Sender};
+use weir_common::checkpoint::{Action, CheckpointConfig, CheckpointCoordinator};
+use weir_common::{CheckpointId, JobGraph, JobGraphError, SubtaskIndex};
+use weir_state::storage::{CheckpointStorage, StoragePath};
 
-use crate::task::{TaskBody, TaskSetup, reachable_subtasks, run_input, run_source};
+use crate::checkpoint::{
+    CheckpointMetadata, METADATA_FILE, RestoredCheckpoint, TaskControl, TaskEntry, TaskKey, TaskReport, checkpoint_dir,
+};
+use crate::task::{TaskBody, TaskCheckpointing, TaskSetup, reachable_subtasks, run_input, run_source};
 use crate::{CancelToken, EdgeOutput, InputChannel, InputGate, JobError, TaskError, VertexFactory, blame, channel};
 
 /// Tuning of the local execution.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ExecutorConfig {
     /// Capacity of each channel, in batches: the backpressure bound.
     pub channel_capacity: usize,
     /// Longest time a record may wait in a partly filled output buffer.
     pub flush_interval: Duration,
+    /// Checkpoints, when enabled.
+    pub checkpoints: Option<CheckpointSettings>,
+    /// What happens when a task fails.
+    pub restart: RestartStrategy,
 }
 
 impl Default for ExecutorConfig {
     fn default() -> Self {
-        Self { channel_capacity: 8, flush_interval: Duration::from_millis(100) }
+        Self {
+            channel_capacity: 8,
+            flush_interval: Duration::from_millis(100),
+            checkpoints: None,
+            restart: RestartStrategy::None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ExecutorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecutorConfig")
+            .field("channel_capacity", &self.channel_capacity)
+            .field("flush_interval", &self.flush_interval)
+            .field("checkpoints", &self.checkpoints.as_ref().map(|settings| &settings.config))
+            .field("restart", &self.restart)
+            .finish()
+    }
+}
+
+/// Where and how often checkpoints are taken.
+#[derive(Clone)]
+pub struct CheckpointSettings {
+    /// Interval, timeout, pause, retention, tolerated failures.
+    pub config: CheckpointConfig,
+    /// Where checkpoint files go.
+    pub storage: Arc<dyn CheckpointStorage>,
+    /// Whether the retained checkpoints stay when the job is cancelled. They
+    /// always stay when it fails (to restore from), and are deleted when it
+    /// finishes.
+    pub retain_on_cancel: bool,
+}
+
+/// What to do when a task fails (Flink's restart strategies).
+#[derive(Clone, Debug, PartialEq)]
+pub enum RestartStrategy {
+    /// Fail the job at the first failure.
+    None,
+    /// Restart up to `attempts` times, waiting `delay` before each.
+    FixedDelay {
+        /// Restarts allowed.
+        attempts: u32,
+        /// Wait before each restart.
+        delay: Duration,
+    },
+    /// Restart up to `attempts` times, the wait growing by `multiplier` from
+    /// `initial` up to `max`.
+    ExponentialDelay {
+        /// Wait before the first restart.
+        initial: Duration,
+        /// Longest wait.
+        max: Duration,
+        /// Growth of the wait per restart.
+        multiplier: f64,
+        /// Restarts allowed.
+        attempts: u32,
+    },
+}
+
+impl RestartStrategy {
+    /// The wait before restart number `attempt` (1-based), or `None` when no
+    /// restart is left.
+    pub fn delay(&self, attempt: u32) -> Option<Duration> {
+        match *self {
+            Self::None => None,
+            Self::FixedDelay { attempts, delay } => (attempt <= attempts).then_some(delay),
+            Self::ExponentialDelay { initial, max, multiplier, attempts } => (attempt <= attempts).then(|| {
+                let factor = multiplier.max(1.0).powi(attempt.saturating_sub(1).min(64) as i32);
+                initial.mul_f64(factor).min(max)
+            }),
+        }
     }
 }
 
@@ -37,11 +122,109 @@ pub struct LocalExecutor {
     config: ExecutorConfig,
 }
 
+/// Per task: whether it is a source (triggers go to sources), and its control line.
+type TaskControls = BTreeMap<TaskKey, (bool, Sender<TaskControl>)>;
+
 /// One task, ready to start.
 struct PlannedTask {
     setup: TaskSetup,
     inputs: Vec<InputChannel>,
     factory: Arc<dyn VertexFactory>,
+    checkpointing: Option<TaskCheckpointing>,
+}
+
+/// How one run of the job ended.
+enum RunOutcome {
+    Finished,
+    Failed(JobError),
+}
+
+/// The checkpoint files of a job, counted per completed checkpoint that
+/// refers to them, so a discarded checkpoint deletes only what no retained
+/// one needs (shared RocksDB files included). Files outside the job's own
+/// directory (those of a checkpoint it was restored from) are never deleted.
+struct CheckpointFiles {
+    job_id: String,
+    references: HashMap<StoragePath, usize>,
+    by_checkpoint: BTreeMap<CheckpointId, Vec<StoragePath>>,
+}
+
+impl CheckpointFiles {
+    fn new(job_id: String) -> Self {
+        Self { job_id, references: HashMap::new(), by_checkpoint: BTreeMap::new() }
+    }
+
+    fn completed(&mut self, id: CheckpointId, files: Vec<StoragePath>) {
+        for file in &files {
+            *self.references.entry(file.clone()).or_default() += 1;
+        }
+        self.by_checkpoint.insert(id, files);
+    }
+
+    /// Deletes the files of `id` that no other completed checkpoint holds.
+    fn discard(&mut self, storage: &dyn CheckpointStorage, id: CheckpointId) {
+        for file in self.by_checkpoint.remove(&id).unwrap_or_default() {
+            let count = self.references.entry(file.clone()).or_default();
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.references.remove(&file);
+                self.delete(storage, &file);
+            }
+        }
+    }
+
+    /// Deletes files of a checkpoint that did not complete, unless a
+    /// completed one holds them.
+    fn abandon(&self, storage: &dyn CheckpointStorage, files: &[StoragePath]) {
+        for file in files.iter().filter(|file| !self.references.contains_key(*file)) {
+            self.delete(storage, file);
+        }
+    }
+
+    fn delete(&self, storage: &dyn CheckpointStorage, file: &StoragePath) {
+        if !file.as_str().starts_with(&format!("{}/", self.job_id)) {
+            return;
+        }
+        if let Err(error) = storage.delete(file) {
+            tracing::warn!(file = %file.as_str(), %error, "could not delete a checkpoint file");
+        }
+    }
+}
+
+/// What survives from one run of the job to the next.
+struct JobProgress {
+    job_id: String,
+    /// The checkpoint the next run starts from.
+    restore: Option<Arc<RestoredCheckpoint>>,
+    /// The highest checkpoint id used so far.
+    last_id: u64,
+    files: CheckpointFiles,
+    /// Completed checkpoints retained, with their metadata.
+    retained: BTreeMap<CheckpointId, Arc<CheckpointMetadata>>,
+    /// Older checkpoints to fall back to if restoring from `restore` fails,
+    /// newest first.
+    fallbacks: Vec<Arc<RestoredCheckpoint>>,
+}
+
+impl JobProgress {
+    /// Gives up the checkpoint the last run failed to restore from; returns
+    /// whether an older one is left to try.
+    fn fall_back(&mut self, storage: Option<&Arc<dyn CheckpointStorage>>) -> bool {
+        let Some(failed) = self.restore.take() else { return false };
+        let failed_id = failed.metadata.id;
+        self.retained.remove(&failed_id);
+        let older_retained = self.retained.range(..failed_id).next_back().map(|(_, metadata)| metadata.clone());
+        self.restore = match (older_retained, storage) {
+            (Some(metadata), Some(storage)) => {
+                Some(Arc::new(RestoredCheckpoint::new((*metadata).clone(), storage.clone())))
+            }
+            _ => {
+                self.fallbacks.retain(|candidate| candidate.metadata.id < failed_id);
+                (!self.fallbacks.is_empty()).then(|| self.fallbacks.remove(0))
+            }
+        };
+        self.restore.is_some()
+    }
 }
 
 impl LocalExecutor {
@@ -50,12 +233,14 @@ impl LocalExecutor {
         Self { config }
     }
 
-    /// Runs `graph` to completion. `factories[i]` builds the tasks of vertex `i`.
+    /// Runs `graph` to completion. `factories[i]` builds the tasks of vertex
+    /// `i`; `restore` is the checkpoint or savepoint to start from.
     pub fn execute(
         &self,
         graph: &JobGraph,
         factories: &[Arc<dyn VertexFactory>],
         cancel: &CancelToken,
+        mut restore: Vec<Arc<RestoredCheckpoint>>,
     ) -> Result<(), JobError> {
         graph.validate()?;
         if factories.len() != graph.vertices.len() {
@@ -65,14 +250,87 @@ impl LocalExecutor {
                 factories.len()
             ))));
         }
-        let tasks = self.plan(graph, factories, cancel);
-        tracing::info!(job = %graph.name, tasks = tasks.len(), "starting job");
-        let (done_tx, done_rx) = mpsc::channel();
+        for candidate in &restore {
+            check_restore(graph, candidate)?;
+        }
+        let job_id = weir_state::storage::unique_id(&graph.name);
+        let last_id = restore.first().map_or(0, |restore| restore.metadata.id.0);
+        let first = (!restore.is_empty()).then(|| restore.remove(0));
+        let mut progress = JobProgress {
+            files: CheckpointFiles::new(job_id.clone()),
+            job_id,
+            restore: first,
+            last_id,
+            retained: BTreeMap::new(),
+            fallbacks: restore,
+        };
+        let mut attempt = 0u32;
+        let outcome = loop {
+            match self.run_once(graph, factories, cancel, &mut progress) {
+                RunOutcome::Finished => break Ok(()),
+                RunOutcome::Failed(error @ (JobError::Cancelled(_) | JobError::Spawn { .. })) => break Err(error),
+                RunOutcome::Failed(error) if cancel.is_cancelled() => break Err(error),
+                RunOutcome::Failed(error @ JobError::RestoreFailed { .. }) => {
+                    let storage = self.config.checkpoints.as_ref().map(|settings| &settings.storage);
+                    if !progress.fall_back(storage) {
+                        break Err(error);
+                    }
+                    let to = progress.restore.as_ref().map(|restore| restore.metadata.id.0);
+                    tracing::warn!(job = %graph.name, %error, fallback = ?to, "falling back to an earlier checkpoint");
+                }
+                RunOutcome::Failed(error) => {
+                    attempt += 1;
+                    let Some(delay) = self.config.restart.delay(attempt) else {
+                        if attempt > 1 {
+                            tracing::error!(job = %graph.name, restarts = attempt - 1, "no restart left");
+                        }
+                        break Err(error);
+                    };
+                    let from = progress.restore.as_ref().map(|restore| restore.metadata.id.0);
+                    tracing::warn!(job = %graph.name, %error, attempt, ?delay, from_checkpoint = ?from, "restarting the job");
+                    metrics::counter!("weir_job_restarts_total").increment(1);
+                    std::thread::sleep(delay);
+                }
+            }
+        };
+        let delete_checkpoints = match &outcome {
+            Ok(()) => true,
+            Err(JobError::Cancelled(_)) => self.config.checkpoints.as_ref().is_some_and(|s| !s.retain_on_cancel),
+            Err(_) => false,
+        };
+        if let Some(settings) = &self.config.checkpoints
+            && delete_checkpoints
+        {
+            for id in progress.retained.keys().copied().collect::<Vec<_>>() {
+                discard_checkpoint(settings.storage.as_ref(), &mut progress, id);
+            }
+        }
+        outcome
+    }
+
+    /// One run of the job, from `progress.restore` if set.
+    fn run_once(
+        &self,
+        graph: &JobGraph,
+        factories: &[Arc<dyn VertexFactory>],
+        cancel: &CancelToken,
+        progress: &mut JobProgress,
+    ) -> RunOutcome {
+        // Each run has its own cancel token, so a failed run can be replaced;
+        // cancelling the job cancels the run.
+        let run_cancel = cancel.child();
+        let (report_tx, report_rx) = crossbeam_channel::unbounded();
+        let run_id: Arc<str> = Arc::from(&weir_state::storage::unique_id(&progress.job_id)[..12]);
+        let (tasks, controls) = self.plan(graph, factories, &run_cancel, progress, &report_tx, &run_id);
+        drop(report_tx);
+        tracing::info!(job = %graph.name, tasks = tasks.len(), restored_from = ?progress.restore.as_ref().map(|r| r.metadata.id.0), "starting job");
+        let (done_tx, done_rx) = crossbeam_channel::unbounded();
         let mut threads = Vec::with_capacity(tasks.len());
         let mut failure = None;
         for task in tasks {
             let name = format!("{} ({})", task.setup.task_name, task.setup.subtask);
-            let (done_tx, config, task_cancel) = (done_tx.clone(), self.config.clone(), cancel.clone());
+            let (done_tx, config, task_cancel) = (done_tx.clone(), self.config.clone(), run_cancel.clone());
+            let key: TaskKey = (task.setup.vertex, task.setup.subtask.index);
             let spawned = std::thread::Builder::new().name(name.clone()).spawn(move || {
                 let identity = (task.setup.task_name.clone(), task.setup.subtask);
                 let result = run_task(task, &config, &task_cancel);
@@ -80,36 +338,95 @@ impl LocalExecutor {
                     task_cancel.cancel();
                 }
                 // The receiver outlives every task thread, so this cannot fail.
-                let _ = done_tx.send((identity, result));
+                let _ = done_tx.send((key, identity, result));
             });
             match spawned {
                 Ok(handle) => threads.push(handle),
                 Err(source) => {
-                    cancel.cancel();
+                    run_cancel.cancel();
                     failure = Some(JobError::Spawn { task: name, source });
                     break;
                 }
             }
         }
         drop(done_tx);
-        let mut cancelled = false;
-        for ((task, subtask), result) in done_rx {
-            match result {
-                // Tasks cancelled because of a failure may report before the failed
-                // one does: the operator failure wins, whatever the order.
-                Err(TaskError::Operator { operator, message }) if failure.is_none() => {
-                    tracing::error!(job = %graph.name, %task, %subtask, %operator, %message, "task failed");
-                    failure = Some(JobError::TaskFailed {
-                        job: graph.name.clone(),
-                        task: task.to_string(),
-                        subtask,
-                        operator,
-                        message,
-                    });
-                }
-                Err(TaskError::Cancelled) => cancelled = true,
-                _ => {}
+        let mut driver = self.config.checkpoints.as_ref().map(|settings| {
+            let tasks = controls.keys().copied().collect::<Vec<_>>();
+            CheckpointDriver {
+                settings: settings.clone(),
+                coordinator: CheckpointCoordinator::new(
+                    settings.config.clone(),
+                    tasks,
+                    progress.last_id,
+                    Instant::now(),
+                ),
+                controls: &controls,
+                pending_files: BTreeMap::new(),
+                graph,
             }
+        });
+        let mut cancelled = false;
+        let mut running = threads.len();
+        while running > 0 {
+            let event = crossbeam_channel::select! {
+                recv(done_rx) -> done => done.ok().map(Ok),
+                recv(report_rx) -> report => report.ok().map(Err),
+                default(Duration::from_millis(5)) => None,
+            };
+            match event {
+                Some(Ok((key, (task, subtask), result))) => {
+                    running -= 1;
+                    match result {
+                        // Tasks cancelled because of a failure may report before the
+                        // failed one does: the operator failure wins, whatever the order.
+                        Err(TaskError::Operator { operator, message }) if failure.is_none() => {
+                            tracing::error!(job = %graph.name, %task, %subtask, %operator, %message, "task failed");
+                            failure = Some(JobError::TaskFailed {
+                                job: graph.name.clone(),
+                                task: task.to_string(),
+                                subtask,
+                                operator,
+                                message,
+                            });
+                        }
+                        Err(TaskError::Restore { operator, message }) if failure.is_none() => {
+                            let checkpoint = progress.restore.as_ref().map_or(0, |restore| restore.metadata.id.0);
+                            tracing::error!(job = %graph.name, %task, %subtask, %operator, %message, "restore failed");
+                            failure = Some(JobError::RestoreFailed {
+                                job: graph.name.clone(),
+                                checkpoint,
+                                operator,
+                                message,
+                            });
+                        }
+                        Err(TaskError::Cancelled) => cancelled = true,
+                        Ok(()) => {
+                            if let Some(driver) = &mut driver {
+                                let actions = driver.coordinator.task_finished(&key, Instant::now());
+                                driver.carry_out(actions, progress, &run_cancel, &mut failure);
+                            }
+                        }
+                        Err(TaskError::Operator { .. } | TaskError::Restore { .. }) => {}
+                    }
+                }
+                Some(Err(report)) => {
+                    if let Some(driver) = &mut driver {
+                        let actions = driver.report(report);
+                        driver.carry_out(actions, progress, &run_cancel, &mut failure);
+                    }
+                }
+                None => {}
+            }
+            if let Some(driver) = &mut driver
+                && failure.is_none()
+                && !run_cancel.is_cancelled()
+            {
+                let actions = driver.coordinator.poll(Instant::now());
+                driver.carry_out(actions, progress, &run_cancel, &mut failure);
+            }
+        }
+        if cancel.is_cancelled() && failure.is_none() {
+            failure = Some(JobError::Cancelled(graph.name.clone()));
         }
         if cancelled && failure.is_none() {
             failure = Some(JobError::Cancelled(graph.name.clone()));
@@ -119,16 +436,24 @@ impl LocalExecutor {
             let _ = thread.join();
         }
         match failure {
-            Some(error) => Err(error),
+            Some(error) => RunOutcome::Failed(error),
             None => {
                 tracing::info!(job = %graph.name, "job finished");
-                Ok(())
+                RunOutcome::Finished
             }
         }
     }
 
     /// Expands the graph into tasks and wires their channels.
-    fn plan(&self, graph: &JobGraph, factories: &[Arc<dyn VertexFactory>], cancel: &CancelToken) -> Vec<PlannedTask> {
+    fn plan(
+        &self,
+        graph: &JobGraph,
+        factories: &[Arc<dyn VertexFactory>],
+        cancel: &CancelToken,
+        progress: &JobProgress,
+        reports: &Sender<TaskReport>,
+        run_id: &Arc<str>,
+    ) -> (Vec<PlannedTask>, TaskControls) {
         let mut inputs: Vec<Vec<Vec<InputChannel>>> =
             graph.vertices.iter().map(|v| (0..v.parallelism).map(|_| Vec::new()).collect()).collect();
         let mut outputs: Vec<Vec<Vec<EdgeOutput>>> =
@@ -145,10 +470,26 @@ impl LocalExecutor {
                 upstream_outputs.push(EdgeOutput { partitioning: edge.partitioning, channels });
             }
         }
+        let has_inputs: Vec<bool> =
+            graph.vertices.iter().map(|vertex| graph.edges.iter().any(|edge| edge.target == vertex.id)).collect();
         let mut tasks = Vec::new();
+        let mut controls = BTreeMap::new();
         for ((vertex, vertex_inputs), vertex_outputs) in graph.vertices.iter().zip(inputs).zip(outputs) {
             let task_name: Arc<str> = Arc::from(vertex.name.as_str());
             for (index, (inputs, outputs)) in vertex_inputs.into_iter().zip(vertex_outputs).enumerate() {
+                let key: TaskKey = (vertex.id, index);
+                let checkpointing = self.config.checkpoints.as_ref().map(|settings| {
+                    let (control_tx, control_rx): (Sender<TaskControl>, Receiver<TaskControl>) =
+                        crossbeam_channel::unbounded();
+                    controls.insert(key, (!has_inputs[vertex.id.0 as usize], control_tx));
+                    TaskCheckpointing {
+                        key,
+                        control: control_rx,
+                        reports: reports.clone(),
+                        storage: settings.storage.clone(),
+                        job_id: progress.job_id.clone(),
+                    }
+                });
                 let setup = TaskSetup {
                     vertex: vertex.id,
                     task_name: task_name.clone(),
@@ -156,22 +497,177 @@ impl LocalExecutor {
                     max_parallelism: graph.max_parallelism,
                     outputs,
                     cancel: cancel.clone(),
+                    restore: progress.restore.clone(),
+                    run_id: run_id.clone(),
                 };
-                tasks.push(PlannedTask { setup, inputs, factory: factories[vertex.id.0 as usize].clone() });
+                tasks.push(PlannedTask {
+                    setup,
+                    inputs,
+                    factory: factories[vertex.id.0 as usize].clone(),
+                    checkpointing,
+                });
             }
         }
-        tasks
+        (tasks, controls)
     }
+}
+
+/// Carries out the checkpoint coordinator's decisions during one run.
+struct CheckpointDriver<'a> {
+    settings: CheckpointSettings,
+    coordinator: CheckpointCoordinator<TaskKey, crate::checkpoint::TaskSnapshot>,
+    /// Per task: whether it is a source, and its control line.
+    controls: &'a TaskControls,
+    /// Files of acks of checkpoints not complete yet.
+    pending_files: BTreeMap<CheckpointId, Vec<StoragePath>>,
+    graph: &'a JobGraph,
+}
+
+impl CheckpointDriver<'_> {
+    fn report(&mut self, report: TaskReport) -> Vec<Action<TaskKey, crate::checkpoint::TaskSnapshot>> {
+        match report {
+            TaskReport::Ack { id, task, snapshot } => {
+                let files = snapshot.files().into_iter().map(|file| file.path);
+                self.pending_files.entry(id).or_default().extend(files);
+                self.coordinator.ack(id, task, snapshot)
+            }
+            TaskReport::Decline { id, task, message } => {
+                self.coordinator.decline(id, format!("{task:?}"), message, Instant::now())
+            }
+        }
+    }
+
+    fn send_to(&self, sources_only: bool, command: TaskControl) {
+        for (is_source, control) in self.controls.values() {
+            if *is_source || !sources_only {
+                // A task that ended no longer listens; that is fine.
+                let _ = control.send(command);
+            }
+        }
+    }
+
+    fn carry_out(
+        &mut self,
+        actions: Vec<Action<TaskKey, crate::checkpoint::TaskSnapshot>>,
+        progress: &mut JobProgress,
+        cancel: &CancelToken,
+        failure: &mut Option<JobError>,
+    ) {
+        let mut queue: std::collections::VecDeque<_> = actions.into();
+        while let Some(action) = queue.pop_front() {
+            match action {
+                Action::Trigger { id, savepoint } => {
+                    progress.last_id = progress.last_id.max(id.0);
+                    tracing::debug!(checkpoint = id.0, savepoint, "triggering checkpoint");
+                    self.send_to(true, TaskControl::Trigger { id, savepoint });
+                }
+                Action::WriteMetadata { id, acks, savepoint } => {
+                    let metadata = CheckpointMetadata {
+                        job_name: self.graph.name.clone(),
+                        job_id: progress.job_id.clone(),
+                        id,
+                        savepoint,
+                        max_parallelism: self.graph.max_parallelism.get() as u32,
+                        tasks: acks
+                            .into_iter()
+                            .map(|((vertex, index), snapshot)| TaskEntry {
+                                vertex,
+                                subtask: SubtaskIndex { index, parallelism: self.graph.vertex(vertex).parallelism },
+                                snapshot,
+                            })
+                            .collect(),
+                    };
+                    let storage = self.settings.storage.as_ref();
+                    let written = checkpoint_dir(&progress.job_id, id, savepoint)
+                        .and_then(|dir| metadata.write(storage, &dir).map(|handle| (dir, handle)));
+                    let now = Instant::now();
+                    match written {
+                        Ok((_, handle)) => {
+                            let mut files = self.pending_files.remove(&id).unwrap_or_default();
+                            files.push(handle.path);
+                            let metadata = Arc::new(metadata);
+                            if !savepoint {
+                                progress.files.completed(id, files);
+                                progress.retained.insert(id, metadata.clone());
+                                progress.restore = Some(Arc::new(RestoredCheckpoint::new(
+                                    (*metadata).clone(),
+                                    self.settings.storage.clone(),
+                                )));
+                            }
+                            tracing::info!(checkpoint = id.0, savepoint, "checkpoint complete");
+                            metrics::counter!("weir_checkpoints_completed_total").increment(1);
+                            queue.extend(self.coordinator.metadata_written(id, now));
+                        }
+                        Err(error) => queue.extend(self.coordinator.metadata_failed(id, error.to_string(), now)),
+                    }
+                }
+                Action::NotifyComplete(id) => self.send_to(false, TaskControl::Complete(id)),
+                Action::Abort { id, reason } => {
+                    tracing::warn!(checkpoint = id.0, %reason, "checkpoint aborted");
+                    metrics::counter!("weir_checkpoints_aborted_total").increment(1);
+                    let files = self.pending_files.remove(&id).unwrap_or_default();
+                    progress.files.abandon(self.settings.storage.as_ref(), &files);
+                }
+                Action::Discard(id) => discard_checkpoint(self.settings.storage.as_ref(), progress, id),
+                Action::FailJob(message) => {
+                    if failure.is_none() {
+                        *failure = Some(JobError::Checkpointing { job: self.graph.name.clone(), message });
+                    }
+                    cancel.cancel();
+                }
+            }
+        }
+    }
+}
+
+/// Deletes a completed checkpoint's files that no retained one needs, and its metadata.
+fn discard_checkpoint(storage: &dyn CheckpointStorage, progress: &mut JobProgress, id: CheckpointId) {
+    progress.retained.remove(&id);
+    progress.files.discard(storage, id);
+    if let Ok(dir) = checkpoint_dir(&progress.job_id, id, false)
+        && let Ok(metadata) = dir.join(METADATA_FILE)
+    {
+        let _ = storage.delete(&metadata);
+    }
+}
+
+/// Every operator with state in the checkpoint must exist in the job, and the
+/// number of key groups must match.
+fn check_restore(graph: &JobGraph, restore: &RestoredCheckpoint) -> Result<(), JobError> {
+    let failed = |message: String| JobError::Restore { job: graph.name.clone(), message };
+    let max = graph.max_parallelism.get() as u32;
+    if restore.metadata.max_parallelism != max {
+        return Err(failed(format!(
+            "checkpoint {} was taken with max parallelism {}, the job has {max}; the number of key groups \
+             cannot change (set --max-parallelism {})",
+            restore.metadata.id, restore.metadata.max_parallelism, restore.metadata.max_parallelism
+        )));
+    }
+    let known: std::collections::HashSet<_> =
+        graph.vertices.iter().flat_map(|vertex| vertex.operators.iter().map(|operator| operator.id)).collect();
+    if let Some(unknown) = restore.operators().find(|operator| !known.contains(*operator)) {
+        return Err(failed(format!(
+            "checkpoint {} holds state of operator {unknown}, which this job does not have; \
+             give operators stable uids (.uid(\"...\")) so that their state finds them again",
+            restore.metadata.id
+        )));
+    }
+    Ok(())
 }
 
 /// Builds and runs one task on the current thread, turning panics into errors.
 fn run_task(task: PlannedTask, config: &ExecutorConfig, cancel: &CancelToken) -> Result<(), TaskError> {
     let task_name = task.setup.task_name.clone();
+    let checkpointing = task.checkpointing;
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let mut gate = InputGate::new(task.inputs, cancel.clone());
         match task.factory.create(task.setup)? {
-            TaskBody::Source(mut source) => run_source(source.as_mut(), config.flush_interval, cancel),
-            TaskBody::Input(mut input) => run_input(input.as_mut(), &mut gate, config.flush_interval),
+            TaskBody::Source(mut source) => {
+                run_source(source.as_mut(), config.flush_interval, cancel, checkpointing.as_ref())
+            }
+            TaskBody::Input(mut input) => {
+                run_input(input.as_mut(), &mut gate, config.flush_interval, checkpointing.as_ref())
+            }
         }
     }));
     outcome.unwrap_or_else(|payload| {
@@ -189,5 +685,29 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
         text
     } else {
         "a panic with a non-text payload"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_delays_follow_the_strategy() {
+        assert_eq!(RestartStrategy::None.delay(1), None);
+        let fixed = RestartStrategy::FixedDelay { attempts: 2, delay: Duration::from_millis(10) };
+        assert_eq!(
+            (fixed.delay(1), fixed.delay(2), fixed.delay(3)),
+            (Some(Duration::from_millis(10)), Some(Duration::from_millis(10)), None)
+        );
+        let exponential = RestartStrategy::ExponentialDelay {
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(300),
+            multiplier: 2.0,
+            attempts: 4,
+        };
+        let delays: Vec<_> = (1..=5).map(|attempt| exponential.delay(attempt)).collect();
+        let ms = |n| Some(Duration::from_millis(n));
+        assert_eq!(delays, vec![ms(100), ms(200), ms(300), ms(300), None]);
     }
 }

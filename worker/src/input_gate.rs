@@ -43,6 +43,8 @@ pub enum GateEvent {
 pub struct InputGate {
     channels: Vec<InputChannel>,
     ended: Vec<bool>,
+    /// Channels held back during barrier alignment: not read until released.
+    blocked: Vec<bool>,
     open: usize,
     /// Where the next non-blocking poll starts, so ready channels take turns.
     next_poll: usize,
@@ -53,7 +55,24 @@ impl InputGate {
     /// A gate over `channels`; channel indexes are positions in this vector.
     pub fn new(channels: Vec<InputChannel>, cancel: CancelToken) -> Self {
         let open = channels.len();
-        Self { ended: vec![false; open], channels, open, next_poll: 0, cancel }
+        Self { ended: vec![false; open], blocked: vec![false; open], channels, open, next_poll: 0, cancel }
+    }
+
+    /// Holds `channel` back: its events wait until [`InputGate::unblock_all`].
+    pub fn block(&mut self, channel: usize) {
+        if let Some(blocked) = self.blocked.get_mut(channel) {
+            *blocked = true;
+        }
+    }
+
+    /// Releases every held-back channel.
+    pub fn unblock_all(&mut self) {
+        self.blocked.iter_mut().for_each(|blocked| *blocked = false);
+    }
+
+    /// Whether `channel` has ended.
+    pub fn is_ended(&self, channel: usize) -> bool {
+        self.ended.get(channel).copied().unwrap_or(true)
     }
 
     /// Number of input channels, ended ones included.
@@ -98,7 +117,7 @@ impl InputGate {
         // Fast path while data flows: poll the open channels round robin.
         for step in 0..count {
             let index = (self.next_poll + step) % count;
-            if self.ended[index] {
+            if self.ended[index] || self.blocked[index] {
                 continue;
             }
             match self.channels[index].receiver.try_recv() {
@@ -114,10 +133,14 @@ impl InputGate {
         let mut select = Select::new();
         let mut indexes = Vec::with_capacity(self.open);
         for (index, channel) in self.channels.iter().enumerate() {
-            if !self.ended[index] {
+            if !self.ended[index] && !self.blocked[index] {
                 select.recv(&channel.receiver);
                 indexes.push(index);
             }
+        }
+        if indexes.is_empty() {
+            std::thread::sleep(wait);
+            return None;
         }
         let operation = select.select_timeout(wait).ok()?;
         let channel = indexes[operation.index()];

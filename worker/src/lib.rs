@@ -17,6 +17,7 @@
 pub mod blame;
 pub mod cancel;
 pub mod channel;
+pub mod checkpoint;
 pub mod error;
 pub mod event;
 pub mod executor;
@@ -27,7 +28,7 @@ pub mod watermark;
 pub use cancel::CancelToken;
 pub use channel::{InputChannel, OutputChannel};
 pub use error::{JobError, TaskError};
-pub use event::{Batch, Event, NO_TIMESTAMP, Watermark};
+pub use event::{Barrier, Batch, Event, NO_TIMESTAMP, Watermark};
 pub use executor::{ExecutorConfig, LocalExecutor};
 pub use input_gate::InputGate;
 pub use task::{EdgeOutput, InputTask, SourceStep, SourceTask, TaskBody, TaskSetup, VertexFactory};

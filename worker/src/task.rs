@@ -9,10 +9,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use weir_common::{JobEdge, KeyGroupRange, MaxParallelism, Partitioning, SubtaskIndex, VertexId};
+use crossbeam_channel::{Receiver, Sender};
+use weir_common::{CheckpointId, JobEdge, KeyGroupRange, MaxParallelism, Partitioning, SubtaskIndex, VertexId};
+use weir_state::storage::CheckpointStorage;
 
+use crate::checkpoint::{
+    RestoredCheckpoint, SnapshotTarget, TaskControl, TaskKey, TaskReport, TaskSnapshot, checkpoint_dir,
+};
 use crate::input_gate::GateEvent;
-use crate::{Batch, CancelToken, Event, InputGate, OutputChannel, TaskError, Watermark, WatermarkValve};
+use crate::{Barrier, Batch, CancelToken, Event, InputGate, OutputChannel, TaskError, Watermark, WatermarkValve};
 
 /// The channels of one output edge of a task, indexed by downstream subtask
 /// (a forward edge has exactly one).
@@ -38,6 +43,11 @@ impl EdgeOutput {
         self.channels.iter().try_for_each(|channel| channel.send(Event::Watermark(mark)))
     }
 
+    /// Sends a checkpoint barrier to every downstream subtask.
+    pub fn barrier(&self, barrier: Barrier) -> Result<(), TaskError> {
+        self.channels.iter().try_for_each(|channel| channel.send(Event::Barrier(barrier)))
+    }
+
     /// Tells every downstream subtask that this task has finished.
     pub fn end_of_partition(&self) -> Result<(), TaskError> {
         self.channels.iter().try_for_each(|channel| channel.send(Event::EndOfPartition))
@@ -59,6 +69,11 @@ pub struct TaskSetup {
     pub outputs: Vec<EdgeOutput>,
     /// The job's cancel token, for sources that block.
     pub cancel: CancelToken,
+    /// The checkpoint the job starts from, if any.
+    pub restore: Option<Arc<RestoredCheckpoint>>,
+    /// Unique to this run of the job, shared by its tasks (names of files a
+    /// run writes, so a restarted run can tell its own from a failed run's).
+    pub run_id: Arc<str>,
 }
 
 impl TaskSetup {
@@ -101,6 +116,11 @@ pub trait SourceTask: Send {
     fn flush(&mut self) -> Result<(), TaskError>;
     /// The source is exhausted: flush everything and end every output.
     fn finish(&mut self) -> Result<(), TaskError>;
+    /// Takes checkpoint `target.id`: snapshots the source's position and
+    /// the chain's state, and sends the barrier downstream.
+    fn checkpoint(&mut self, target: &SnapshotTarget) -> Result<TaskSnapshot, TaskError>;
+    /// Checkpoint `id` completed: commit what it covers.
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError>;
 }
 
 /// A chain fed by input channels.
@@ -114,6 +134,60 @@ pub trait InputTask: Send {
     fn flush(&mut self) -> Result<(), TaskError>;
     /// Every input has ended: emit final results, flush, end every output.
     fn finish(&mut self) -> Result<(), TaskError>;
+    /// Barrier `target.id` arrived on every input: snapshot the chain's
+    /// state and send the barrier downstream.
+    fn checkpoint(&mut self, target: &SnapshotTarget) -> Result<TaskSnapshot, TaskError>;
+    /// Checkpoint `id` completed: commit what it covers.
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError>;
+}
+
+/// A task's line to the checkpoint driver.
+pub struct TaskCheckpointing {
+    /// The task.
+    pub key: TaskKey,
+    /// Commands from the driver.
+    pub control: Receiver<TaskControl>,
+    /// Acks and declines to the driver.
+    pub reports: Sender<TaskReport>,
+    /// Where snapshots go.
+    pub storage: Arc<dyn CheckpointStorage>,
+    /// The job run's directory in the storage.
+    pub job_id: String,
+}
+
+impl TaskCheckpointing {
+    fn target(&self, id: CheckpointId, savepoint: bool) -> Result<SnapshotTarget, TaskError> {
+        let storage_error = |error: weir_state::storage::StorageError| TaskError::Operator {
+            operator: "checkpoint".into(),
+            message: error.to_string(),
+        };
+        let dir = checkpoint_dir(&self.job_id, id, savepoint).map_err(storage_error)?;
+        let private_dir = dir.join(&format!("v{}-{}", self.key.0.0, self.key.1)).map_err(storage_error)?;
+        let shared_dir =
+            weir_state::storage::StoragePath::new(format!("{}/shared", self.job_id)).map_err(storage_error)?;
+        Ok(SnapshotTarget { id, savepoint, storage: self.storage.clone(), private_dir, shared_dir })
+    }
+
+    /// Runs a snapshot and reports its outcome. An operator's failure to
+    /// snapshot declines the checkpoint (the job goes on); cancellation ends the task.
+    fn snapshot(
+        &self,
+        id: CheckpointId,
+        savepoint: bool,
+        take: impl FnOnce(&SnapshotTarget) -> Result<TaskSnapshot, TaskError>,
+    ) -> Result<(), TaskError> {
+        let report = match self.target(id, savepoint).and_then(|target| take(&target)) {
+            Ok(snapshot) => TaskReport::Ack { id, task: self.key, snapshot },
+            Err(TaskError::Cancelled) => return Err(TaskError::Cancelled),
+            Err(error) => {
+                tracing::warn!(checkpoint = id.0, task = ?self.key, %error, "task declined the checkpoint");
+                TaskReport::Decline { id, task: self.key, message: error.to_string() }
+            }
+        };
+        // The driver outlives the tasks; a closed line means the job is ending.
+        let _ = self.reports.send(report);
+        Ok(())
+    }
 }
 
 /// Shortest sleep of an idle source: shorter pauses would spin and send
@@ -156,11 +230,22 @@ pub(crate) fn run_source(
     source: &mut dyn SourceTask,
     flush_interval: Duration,
     cancel: &CancelToken,
+    checkpointing: Option<&TaskCheckpointing>,
 ) -> Result<(), TaskError> {
     let mut deadline = FlushDeadline::new(flush_interval);
     loop {
         if cancel.is_cancelled() {
             return Err(TaskError::Cancelled);
+        }
+        if let Some(checkpointing) = checkpointing {
+            while let Ok(command) = checkpointing.control.try_recv() {
+                match command {
+                    TaskControl::Trigger { id, savepoint } => {
+                        checkpointing.snapshot(id, savepoint, |target| source.checkpoint(target))?;
+                    }
+                    TaskControl::Complete(id) => source.checkpoint_complete(id)?,
+                }
+            }
         }
         match source.emit()? {
             SourceStep::Emitted => {}
@@ -176,41 +261,131 @@ pub(crate) fn run_source(
     }
 }
 
+/// Barrier alignment of one input task: which channels delivered the
+/// barrier of the checkpoint being aligned (they are held back meanwhile).
+struct Alignment {
+    /// The checkpoint being aligned.
+    current: Option<Barrier>,
+    /// The newest checkpoint this task took or gave up.
+    last: CheckpointId,
+    /// Per channel: barrier received (or channel ended).
+    arrived: Vec<bool>,
+    started: Option<Instant>,
+}
+
+impl Alignment {
+    fn new(channels: usize) -> Self {
+        Self { current: None, last: CheckpointId(0), arrived: vec![false; channels], started: None }
+    }
+
+    /// Barrier `id` came on `channel`; returns whether every channel has it now.
+    fn on_barrier(&mut self, gate: &mut InputGate, channel: usize, barrier: Barrier) -> bool {
+        if barrier.id <= self.last {
+            return false; // A barrier of a checkpoint given up already.
+        }
+        if self.current.is_some_and(|current| barrier.id > current.id) {
+            // A newer checkpoint overtook the one being aligned: give that up.
+            tracing::debug!(abandoned = ?self.current, newer = barrier.id.0, "barrier alignment restarted");
+            gate.unblock_all();
+            self.arrived.iter_mut().for_each(|arrived| *arrived = false);
+            self.current = None;
+        }
+        if self.current.is_none() {
+            self.current = Some(barrier);
+            self.started = Some(Instant::now());
+            for (index, arrived) in self.arrived.iter_mut().enumerate() {
+                *arrived = gate.is_ended(index);
+            }
+        }
+        self.arrived[channel] = true;
+        gate.block(channel);
+        self.is_complete()
+    }
+
+    /// `channel` ended; returns whether that completes an alignment.
+    fn on_end(&mut self, channel: usize) -> bool {
+        if self.current.is_none() {
+            return false;
+        }
+        self.arrived[channel] = true;
+        self.is_complete()
+    }
+
+    fn is_complete(&self) -> bool {
+        self.arrived.iter().all(|arrived| *arrived)
+    }
+
+    /// The aligned checkpoint; channels are released.
+    fn finish(&mut self, gate: &mut InputGate) -> Option<Barrier> {
+        let barrier = self.current.take()?;
+        gate.unblock_all();
+        self.last = barrier.id;
+        if let Some(started) = self.started.take() {
+            metrics::histogram!("weir_checkpoint_alignment_seconds").record(started.elapsed().as_secs_f64());
+        }
+        Some(barrier)
+    }
+}
+
 /// Runs an input chain until every input has ended, it fails, or the job is cancelled.
 pub(crate) fn run_input(
     task: &mut dyn InputTask,
     gate: &mut InputGate,
     flush_interval: Duration,
+    checkpointing: Option<&TaskCheckpointing>,
 ) -> Result<(), TaskError> {
     let records_in = metrics::counter!("weir_task_records_in_total");
     let mut deadline = FlushDeadline::new(flush_interval);
     let mut valve = WatermarkValve::new(gate.channel_count());
+    let mut alignment = Alignment::new(gate.channel_count());
     loop {
-        match gate.next(deadline.wait())? {
+        if let Some(checkpointing) = checkpointing {
+            while let Ok(command) = checkpointing.control.try_recv() {
+                if let TaskControl::Complete(id) = command {
+                    task.checkpoint_complete(id)?;
+                }
+            }
+        }
+        let aligned = match gate.next(deadline.wait())? {
             GateEvent::Records { channel, batch } => {
                 records_in.increment(batch.len() as u64);
                 task.process(channel, batch)?;
+                false
             }
             GateEvent::Control { channel, event: Event::Watermark(mark) } => {
                 if let Some(combined) = valve.on_watermark(channel, mark) {
                     task.watermark(combined)?;
                 }
+                false
+            }
+            GateEvent::Control { channel, event: Event::Barrier(barrier) } => {
+                alignment.on_barrier(gate, channel, barrier)
             }
             GateEvent::ChannelEnded { channel } => {
                 if let Some(combined) = valve.on_end(channel) {
                     task.watermark(combined)?;
                 }
+                alignment.on_end(channel)
             }
             GateEvent::Control { event, .. } => {
-                // Nothing emits barriers yet: receiving one means a sender and
-                // this runtime disagree, which must not pass silently.
                 return Err(TaskError::Operator {
                     operator: "input gate".into(),
-                    message: format!("unexpected control event {event:?}: this runtime does not handle it yet"),
+                    message: format!("unexpected control event {event:?}"),
                 });
             }
-            GateEvent::Idle => {}
+            GateEvent::Idle => false,
             GateEvent::Finished => return task.finish(),
+        };
+        if aligned && let Some(Barrier { id, savepoint }) = alignment.finish(gate) {
+            match checkpointing {
+                Some(checkpointing) => checkpointing.snapshot(id, savepoint, |target| task.checkpoint(target))?,
+                None => {
+                    return Err(TaskError::Operator {
+                        operator: "input gate".into(),
+                        message: format!("checkpoint barrier {id} in a job without checkpointing"),
+                    });
+                }
+            }
         }
         if deadline.is_due() {
             task.flush()?;

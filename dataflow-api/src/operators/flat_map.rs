@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
+use weir_common::CheckpointId;
 use weir_worker::blame::BlameGuard;
 use weir_worker::{TaskError, Watermark};
 
+use crate::checkpointing::ChainSnapshot;
 use crate::push::Push;
 
 /// Pushes every item of the iterator the function returns.
@@ -37,6 +39,14 @@ where
 
     fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
         self.next.watermark(mark)
+    }
+
+    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
+        self.next.checkpoint(chain)
+    }
+
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError> {
+        self.next.checkpoint_complete(id)
     }
 
     fn finish(&mut self) -> Result<(), TaskError> {

@@ -8,12 +8,14 @@
 //! fires, as the final watermark reaches all of them; pending processing-time
 //! timers do not, since their time has not come.
 
+use weir_common::CheckpointId;
 use weir_state::keyed::{KeyedStateBackend, StateError, TimeDomain, Timer, TimerService};
 use weir_worker::blame::BlameGuard;
 use weir_worker::{NO_TIMESTAMP, TaskError, Watermark};
 
 use crate::Data;
 use crate::OutputTag;
+use crate::checkpointing::{ChainSnapshot, KeyedCheckpoints};
 use crate::collector::Collector;
 use crate::data::Key;
 use crate::operators::OperatorContext;
@@ -130,6 +132,7 @@ pub(crate) struct KeyedProcess<F, K, In, Out> {
     state: KeyedStateBackend<K>,
     timers: TimerService<()>,
     watermark: i64,
+    checkpoints: KeyedCheckpoints,
     next: Box<dyn Push<Out>>,
     sides: SideOutputs,
 }
@@ -155,7 +158,17 @@ where
         let opened = function.open(&mut state);
         guard.disarm();
         opened.map_err(failed)?;
-        Ok(Self { context, key, function, state, timers, watermark: i64::MIN, next, sides })
+        Ok(Self {
+            context,
+            key,
+            function,
+            state,
+            timers,
+            watermark: i64::MIN,
+            checkpoints: KeyedCheckpoints::default(),
+            next,
+            sides,
+        })
     }
 
     fn failed(&self, error: impl std::fmt::Display) -> TaskError {
@@ -239,6 +252,18 @@ where
         }
         self.next.watermark(mark)?;
         self.sides.watermark(mark)
+    }
+
+    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
+        self.checkpoints.snapshot(&mut self.state, &self.context, chain)?;
+        self.next.checkpoint(chain)?;
+        self.sides.checkpoint(chain)
+    }
+
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError> {
+        self.checkpoints.complete(&mut self.state, id);
+        self.next.checkpoint_complete(id)?;
+        self.sides.checkpoint_complete(id)
     }
 
     fn finish(&mut self) -> Result<(), TaskError> {

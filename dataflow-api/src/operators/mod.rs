@@ -15,6 +15,7 @@ use std::sync::Arc;
 use weir_common::{KeyGroupRange, MaxParallelism, OperatorId, SubtaskIndex};
 use weir_state::keyed::{KeyedStateBackend, StateBackendKind, StateKey};
 use weir_worker::TaskError;
+use weir_worker::checkpoint::RestoredCheckpoint;
 
 use crate::RuntimeMode;
 use crate::time::CurrentTimestamp;
@@ -38,12 +39,22 @@ pub struct OperatorContext {
     pub state_backend: StateBackendKind,
     /// The event-time timestamp of the record in flight (shared by the chain).
     pub timestamp: CurrentTimestamp,
+    /// The checkpoint the job starts from, if any.
+    pub restore: Option<Arc<RestoredCheckpoint>>,
+    /// Unique to this run of the job (a restart is a new run).
+    pub run_id: Arc<str>,
 }
 
 impl OperatorContext {
     /// An error of this operator with the given message.
     pub fn error(&self, message: impl Into<String>) -> TaskError {
         TaskError::Operator { operator: self.operator_name.to_string(), message: message.into() }
+    }
+
+    /// A failure to restore from the checkpoint the job starts from: the job
+    /// may fall back to an earlier checkpoint.
+    pub fn restore_error(&self, message: impl Into<String>) -> TaskError {
+        TaskError::Restore { operator: self.operator_name.to_string(), message: message.into() }
     }
 
     /// The keyed state of this operator instance, in the configured backend
@@ -55,8 +66,25 @@ impl OperatorContext {
                 StateBackendKind::RocksDb { dir: dir.join(format!("{}-{}", self.operator_id, self.subtask.index)) }
             }
         };
-        KeyedStateBackend::new(&kind, self.max_parallelism, self.key_group_range)
-            .map_err(|error| self.error(format!("cannot create its keyed state: {error}")))
+        let mut backend = KeyedStateBackend::new(&kind, self.max_parallelism, self.key_group_range)
+            .map_err(|error| self.error(format!("cannot create its keyed state: {error}")))?;
+        if let Some(restore) = &self.restore {
+            let snapshots = restore.keyed(self.operator_id);
+            if !snapshots.is_empty() {
+                backend.restore(restore.storage.as_ref(), snapshots).map_err(|error| {
+                    self.restore_error(format!("keyed state of checkpoint {}: {error}", restore.metadata.id))
+                })?;
+            }
+        }
+        Ok(backend)
+    }
+
+    /// The entries (source splits, sink transactions) this instance gets from
+    /// the checkpoint the job starts from; `None` when there is none, or it
+    /// holds nothing of this operator.
+    pub fn restored_entries(&self) -> Option<Vec<Vec<u8>>> {
+        let restore = self.restore.as_ref().filter(|restore| restore.has(self.operator_id))?;
+        Some(restore.entries(self.operator_id, self.subtask))
     }
 }
 
@@ -76,6 +104,8 @@ pub(crate) mod tests {
             mode: RuntimeMode::Streaming,
             state_backend: StateBackendKind::Memory,
             timestamp: CurrentTimestamp::default(),
+            restore: None,
+            run_id: Arc::from("test-run"),
         }
     }
 }

@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use weir_common::SubtaskIndex;
+use weir_common::{CheckpointId, SubtaskIndex};
 use weir_worker::blame::BlameGuard;
 use weir_worker::{TaskError, Watermark};
 
 use crate::OutputTag;
+use crate::checkpointing::ChainSnapshot;
 use crate::collector::Collector;
 use crate::push::{Push, SideOutputs};
 use crate::time::CurrentTimestamp;
@@ -78,6 +79,16 @@ where
     fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
         self.next.watermark(mark)?;
         self.sides.watermark(mark)
+    }
+
+    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
+        self.next.checkpoint(chain)?;
+        self.sides.checkpoint(chain)
+    }
+
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError> {
+        self.next.checkpoint_complete(id)?;
+        self.sides.checkpoint_complete(id)
     }
 
     fn finish(&mut self) -> Result<(), TaskError> {

@@ -6,10 +6,12 @@
 //! is emitted, once the input has ended. The aggregates are a value state in
 //! the configured keyed-state backend (memory or RocksDB).
 
+use weir_common::CheckpointId;
 use weir_state::keyed::{KeyedStateBackend, ValueState};
 use weir_worker::blame::BlameGuard;
 use weir_worker::{TaskError, Watermark};
 
+use crate::checkpointing::{ChainSnapshot, KeyedCheckpoints};
 use crate::data::Key;
 use crate::operators::OperatorContext;
 use crate::partition::KeySelector;
@@ -23,6 +25,7 @@ pub(crate) struct RollingReduce<T, K, F> {
     reduce: F,
     state: KeyedStateBackend<K>,
     aggregate: ValueState<(), T>,
+    checkpoints: KeyedCheckpoints,
     next: Box<dyn Push<T>>,
 }
 
@@ -40,7 +43,7 @@ where
     ) -> Result<Self, TaskError> {
         let mut state = context.keyed_state_backend::<K>()?;
         let aggregate = state.register_value("aggregate").map_err(|error| context.error(error.to_string()))?;
-        Ok(Self { context, key, reduce, state, aggregate, next })
+        Ok(Self { context, key, reduce, state, aggregate, checkpoints: KeyedCheckpoints::default(), next })
     }
 
     /// Folds `record` into its key's aggregate; returns the new aggregate when
@@ -90,6 +93,16 @@ where
 
     fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
         self.next.watermark(mark)
+    }
+
+    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
+        self.checkpoints.snapshot(&mut self.state, &self.context, chain)?;
+        self.next.checkpoint(chain)
+    }
+
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError> {
+        self.checkpoints.complete(&mut self.state, id);
+        self.next.checkpoint_complete(id)
     }
 
     fn finish(&mut self) -> Result<(), TaskError> {

@@ -9,9 +9,11 @@
 
 use std::time::{Duration, Instant};
 
+use weir_common::CheckpointId;
 use weir_worker::blame::BlameGuard;
 use weir_worker::{TaskError, Watermark};
 
+use crate::checkpointing::ChainSnapshot;
 use crate::operators::OperatorContext;
 use crate::push::Push;
 use crate::watermarks::{WatermarkGenerator, WatermarkOutput, WatermarkStrategy};
@@ -136,6 +138,14 @@ impl<T: Send> Push<T> for TimestampsAndWatermarks<T> {
             return self.next.watermark(mark);
         }
         Ok(())
+    }
+
+    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
+        self.next.checkpoint(chain)
+    }
+
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError> {
+        self.next.checkpoint_complete(id)
     }
 
     fn finish(&mut self) -> Result<(), TaskError> {

@@ -12,12 +12,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use weir_common::CheckpointId;
 use weir_state::keyed::{
     AggregateFunction, KeyedStateBackend, ListState, StateError, StateKey, TimeDomain, Timer, TimerService, ValueState,
 };
 use weir_worker::blame::BlameGuard;
 use weir_worker::{NO_TIMESTAMP, TaskError, Watermark};
 
+use crate::checkpointing::{ChainSnapshot, KeyedCheckpoints};
 use crate::collector::Collector;
 use crate::data::Key;
 use crate::operators::OperatorContext;
@@ -327,6 +329,7 @@ pub(crate) struct WindowOperator<T, K, C: WindowContents<T>, Out> {
     event_time: bool,
     next: Box<dyn Push<Out>>,
     sides: SideOutputs,
+    checkpoints: KeyedCheckpoints,
     late_records_dropped: metrics::Counter,
 }
 
@@ -368,6 +371,7 @@ where
             windows: Vec::new(),
             next,
             sides,
+            checkpoints: KeyedCheckpoints::default(),
             late_records_dropped: metrics::counter!("weir_window_late_records_dropped_total"),
         })
     }
@@ -614,6 +618,18 @@ where
         }
         self.next.watermark(mark)?;
         self.sides.watermark(mark)
+    }
+
+    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
+        self.checkpoints.snapshot(&mut self.state.backend, &self.context, chain)?;
+        self.next.checkpoint(chain)?;
+        self.sides.checkpoint(chain)
+    }
+
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError> {
+        self.checkpoints.complete(&mut self.state.backend, id);
+        self.next.checkpoint_complete(id)?;
+        self.sides.checkpoint_complete(id)
     }
 
     fn finish(&mut self) -> Result<(), TaskError> {

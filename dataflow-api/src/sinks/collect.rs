@@ -6,8 +6,10 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use weir_common::CheckpointId;
 use weir_worker::{TaskError, Watermark};
 
+use crate::checkpointing::ChainSnapshot;
 use crate::push::Push;
 
 /// The records a collect sink received, available once `execute` has returned.
@@ -57,6 +59,14 @@ impl<T: Send> Push<T> for CollectSink<T> {
     }
 
     fn watermark(&mut self, _mark: Watermark) -> Result<(), TaskError> {
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, _chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
+        Ok(())
+    }
+
+    fn checkpoint_complete(&mut self, _id: CheckpointId) -> Result<(), TaskError> {
         Ok(())
     }
 

@@ -6,9 +6,11 @@
 use std::fmt::{Display, Write as _};
 use std::io::Write as _;
 
+use weir_common::CheckpointId;
 use weir_worker::blame::BlameGuard;
 use weir_worker::{TaskError, Watermark};
 
+use crate::checkpointing::ChainSnapshot;
 use crate::operators::OperatorContext;
 use crate::push::Push;
 
@@ -72,6 +74,14 @@ impl<T: Display + Send> Push<T> for PrintSink {
     }
 
     fn watermark(&mut self, _mark: Watermark) -> Result<(), TaskError> {
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, _chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
+        Ok(())
+    }
+
+    fn checkpoint_complete(&mut self, _id: CheckpointId) -> Result<(), TaskError> {
         Ok(())
     }
 

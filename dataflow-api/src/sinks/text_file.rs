@@ -10,9 +10,11 @@ use std::fs::File;
 use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 
+use weir_common::CheckpointId;
 use weir_worker::blame::BlameGuard;
 use weir_worker::{TaskError, Watermark};
 
+use crate::checkpointing::ChainSnapshot;
 use crate::operators::OperatorContext;
 use crate::push::Push;
 
@@ -59,6 +61,14 @@ impl<T: Display + Send> Push<T> for TextFileSink {
     }
 
     fn watermark(&mut self, _mark: Watermark) -> Result<(), TaskError> {
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, _chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
+        Ok(())
+    }
+
+    fn checkpoint_complete(&mut self, _id: CheckpointId) -> Result<(), TaskError> {
         Ok(())
     }
 

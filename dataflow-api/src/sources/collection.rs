@@ -4,13 +4,15 @@ use std::sync::Arc;
 
 use weir_worker::TaskError;
 
+use super::strided::StridedSplits;
 use super::{ReadStatus, Source, SourceReader};
 use crate::Data;
 use crate::operators::OperatorContext;
 use crate::push::Push;
 
 /// Emits the elements of a collection; subtask `i` of `n` emits the elements
-/// at positions `i, i + n, i + 2n, …`.
+/// at positions `i, i + n, i + 2n, …`. Replayable: a checkpoint records each
+/// subtask's next position.
 pub struct CollectionSource<T> {
     records: Arc<Vec<T>>,
 }
@@ -34,29 +36,28 @@ impl<T: Data + Sync> Source for CollectionSource<T> {
     }
 
     fn create_reader(&self, context: &OperatorContext) -> Result<Box<dyn SourceReader<T>>, TaskError> {
-        Ok(Box::new(CollectionReader {
-            records: self.records.clone(),
-            next: context.subtask.index,
-            step: context.subtask.parallelism,
-        }))
+        let splits = StridedSplits::for_subtask(context, self.records.len() as u64)?;
+        Ok(Box::new(CollectionReader { records: self.records.clone(), splits }))
     }
 }
 
 struct CollectionReader<T> {
     records: Arc<Vec<T>>,
-    next: usize,
-    step: usize,
+    splits: StridedSplits,
 }
 
 impl<T: Data + Sync> SourceReader<T> for CollectionReader<T> {
     fn read(&mut self, out: &mut dyn Push<T>, max: usize) -> Result<ReadStatus, TaskError> {
         for _ in 0..max {
-            let Some(record) = self.records.get(self.next) else {
+            let Some(record) = self.splits.next_index().and_then(|index| self.records.get(index as usize)) else {
                 return Ok(ReadStatus::Finished);
             };
             out.push(record.clone())?;
-            self.next += self.step;
         }
-        Ok(ReadStatus::More)
+        Ok(if self.splits.is_finished() { ReadStatus::Finished } else { ReadStatus::More })
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<Vec<u8>>, TaskError> {
+        Ok(self.splits.snapshot())
     }
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use weir_worker::TaskError;
 use weir_worker::blame::BlameGuard;
 
+use super::strided::StridedSplits;
 use super::{ReadStatus, Source, SourceReader};
 use crate::Data;
 use crate::operators::OperatorContext;
@@ -13,7 +14,8 @@ use crate::push::Push;
 
 /// Emits `generate(0), generate(1), …`; subtask `i` of `n` computes the
 /// indexes `i, i + n, i + 2n, …`, so the union of all subtasks is the whole
-/// sequence, each index exactly once.
+/// sequence, each index exactly once. Replayable: a checkpoint records each
+/// subtask's next index.
 #[derive(Clone)]
 pub struct GeneratorSource<F> {
     generate: F,
@@ -76,9 +78,7 @@ where
         Ok(Box::new(GeneratorReader {
             generate: self.generate.clone(),
             name: context.operator_name.clone(),
-            next: context.subtask.index as u64,
-            step: parallelism,
-            end: self.count.unwrap_or(u64::MAX),
+            splits: StridedSplits::for_subtask(context, self.count.unwrap_or(u64::MAX))?,
             rate,
         }))
     }
@@ -113,9 +113,7 @@ impl RateLimit {
 struct GeneratorReader<F> {
     generate: F,
     name: std::sync::Arc<str>,
-    next: u64,
-    step: u64,
-    end: u64,
+    splits: StridedSplits,
     rate: Option<RateLimit>,
 }
 
@@ -132,18 +130,21 @@ where
             }
         }
         for _ in 0..budget {
-            if self.next >= self.end {
+            let Some(index) = self.splits.next_index() else {
                 return Ok(ReadStatus::Finished);
-            }
+            };
             let guard = BlameGuard::new(&self.name);
-            let record = (self.generate)(self.next);
+            let record = (self.generate)(index);
             guard.disarm();
             out.push(record)?;
-            self.next = self.next.saturating_add(self.step);
             if let Some(rate) = &mut self.rate {
                 rate.emitted += 1;
             }
         }
-        Ok(if self.next >= self.end { ReadStatus::Finished } else { ReadStatus::More })
+        Ok(if self.splits.is_finished() { ReadStatus::Finished } else { ReadStatus::More })
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<Vec<u8>>, TaskError> {
+        Ok(self.splits.snapshot())
     }
 }

@@ -8,13 +8,17 @@
 pub mod collection;
 pub mod generator;
 pub mod stdin;
+pub(crate) mod strided;
 pub mod text_file;
 
 use std::time::Duration;
 
+use weir_common::CheckpointId;
+use weir_worker::checkpoint::{OperatorSnapshot, SnapshotTarget, TaskSnapshot};
 use weir_worker::{SourceStep, SourceTask, TaskError};
 
 use crate::Data;
+use crate::checkpointing::ChainSnapshot;
 use crate::operators::OperatorContext;
 use crate::partition::BATCH_SIZE;
 use crate::push::Push;
@@ -30,7 +34,9 @@ pub trait Source: Send + Sync + 'static {
     /// Whether it ends by itself.
     fn is_bounded(&self) -> bool;
 
-    /// The reader of the share of subtask `context.subtask`.
+    /// The reader of the share of subtask `context.subtask`; when the job
+    /// starts from a checkpoint, the reader continues from the positions
+    /// `context.restored_entries()` hands it.
     fn create_reader(&self, context: &OperatorContext) -> Result<Box<dyn SourceReader<Self::Output>>, TaskError>;
 }
 
@@ -38,6 +44,10 @@ pub trait Source: Send + Sync + 'static {
 pub trait SourceReader<T>: Send {
     /// Pushes at most `max` records into `out`.
     fn read(&mut self, out: &mut dyn Push<T>, max: usize) -> Result<ReadStatus, TaskError>;
+
+    /// The reader's position, as entries a restore may deal out to any
+    /// subtask (one per split): reading resumes after the last record pushed.
+    fn snapshot(&mut self) -> Result<Vec<Vec<u8>>, TaskError>;
 }
 
 /// What a call to [`SourceReader::read`] found.
@@ -53,6 +63,7 @@ pub enum ReadStatus {
 
 /// Runs a reader as the head of a chain.
 pub(crate) struct SourceDriver<T> {
+    pub(crate) context: OperatorContext,
     pub(crate) reader: Box<dyn SourceReader<T>>,
     pub(crate) next: Box<dyn Push<T>>,
 }
@@ -72,5 +83,17 @@ impl<T: Send> SourceTask for SourceDriver<T> {
 
     fn finish(&mut self) -> Result<(), TaskError> {
         self.next.finish()
+    }
+
+    fn checkpoint(&mut self, target: &SnapshotTarget) -> Result<TaskSnapshot, TaskError> {
+        let mut chain = ChainSnapshot::new(target);
+        let entries = self.reader.snapshot()?;
+        chain.add(self.context.operator_id, OperatorSnapshot { keyed: None, entries });
+        self.next.checkpoint(&mut chain)?;
+        Ok(chain.into_snapshot())
+    }
+
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError> {
+        self.next.checkpoint_complete(id)
     }
 }

@@ -3,6 +3,10 @@
 //!
 //! A read blocks until a line or the end arrives, so a job reading an
 //! interactive terminal is cancelled only once the next line comes.
+//!
+//! Standard input cannot be rewound: after a restore the source goes on with
+//! the lines not read yet, so lines read after the last completed checkpoint
+//! are lost (at most once). Read files for exactly-once results.
 
 use std::io::BufRead;
 
@@ -60,5 +64,9 @@ impl SourceReader<String> for StdinReader {
             out.push(line)?;
         }
         Ok(ReadStatus::More)
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<Vec<u8>>, TaskError> {
+        Ok(Vec::new())
     }
 }

@@ -5,6 +5,10 @@
 //! owns every line that *starts* inside its range: a reader whose range starts
 //! mid-line skips to the next line, and reads past its end to finish its last
 //! line (the scheme of Hadoop's and Flink's text input formats).
+//!
+//! Replayable: a checkpoint records every unfinished split with the byte
+//! offset of its next line, and a restore deals the splits out again, at any
+//! parallelism.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
@@ -63,20 +67,35 @@ impl Source for FileSource {
     }
 
     fn create_reader(&self, context: &OperatorContext) -> Result<Box<dyn SourceReader<String>>, TaskError> {
-        let planned = self.splits.get_or_init(|| plan_splits(&self.paths, context.subtask.parallelism));
-        let splits = planned.as_ref().map_err(|error| context.error(error.clone()))?;
-        let mine = splits
-            .iter()
-            .enumerate()
-            .filter(|(k, _)| k % context.subtask.parallelism == context.subtask.index)
-            .map(|(_, split)| split.clone())
-            .collect::<Vec<_>>();
+        let mine: Vec<(Split, Option<u64>)> = match context.restored_entries() {
+            Some(entries) => entries
+                .iter()
+                .map(|entry| {
+                    postcard::from_bytes::<(Split, Option<u64>)>(entry).map_err(|error| {
+                        context.restore_error(format!(
+                            "its position in the checkpoint does not decode ({error}): \
+                             the checkpoint belongs to another job or source"
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            None => {
+                let planned = self.splits.get_or_init(|| plan_splits(&self.paths, context.subtask.parallelism));
+                let splits = planned.as_ref().map_err(|error| context.error(error.clone()))?;
+                splits
+                    .iter()
+                    .enumerate()
+                    .filter(|(k, _)| k % context.subtask.parallelism == context.subtask.index)
+                    .map(|(_, split)| (split.clone(), None))
+                    .collect()
+            }
+        };
         Ok(Box::new(LineReader { context: context.clone(), pending: mine.into_iter().rev().collect(), open: None }))
     }
 }
 
 /// A byte range of one file.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Split {
     path: PathBuf,
     start: u64,
@@ -135,14 +154,15 @@ struct OpenSplit {
 
 struct LineReader {
     context: OperatorContext,
-    /// Splits still to read, the next one last.
-    pending: Vec<Split>,
+    /// Splits still to read, the next one last, with the offset of the line
+    /// to resume at when a checkpoint caught them half read.
+    pending: Vec<(Split, Option<u64>)>,
     open: Option<OpenSplit>,
 }
 
 impl LineReader {
     fn open_next(&mut self) -> Result<bool, TaskError> {
-        let Some(split) = self.pending.pop() else {
+        let Some((split, resume_at)) = self.pending.pop() else {
             return Ok(false);
         };
         let failed = |error: std::io::Error| {
@@ -151,7 +171,11 @@ impl LineReader {
         let file = File::open(&split.path).map_err(failed)?;
         let mut reader = BufReader::with_capacity(256 * 1024, file);
         let mut position = split.start;
-        if split.start > 0 {
+        if let Some(offset) = resume_at {
+            // A checkpoint's offset is always the start of a line.
+            reader.seek(SeekFrom::Start(offset)).map_err(failed)?;
+            position = offset;
+        } else if split.start > 0 {
             // Back up one byte: if it is a newline, the split starts on a line.
             reader.seek(SeekFrom::Start(split.start - 1)).map_err(failed)?;
             let mut skipped = Vec::new();
@@ -198,6 +222,17 @@ impl SourceReader<String> for LineReader {
         }
         Ok(ReadStatus::More)
     }
+
+    fn snapshot(&mut self) -> Result<Vec<Vec<u8>>, TaskError> {
+        let open = self.open.as_ref().map(|open| (open.split.clone(), Some(open.position)));
+        let splits = open.iter().chain(self.pending.iter().rev());
+        splits
+            .map(|state| {
+                postcard::to_allocvec(state)
+                    .map_err(|error| self.context.error(format!("cannot record its position: {error}")))
+            })
+            .collect()
+    }
 }
 
 /// The line without its terminator (`\n` or `\r\n`, as `str::lines`), if it is valid UTF-8.
@@ -236,6 +271,15 @@ mod tests {
         fn watermark(&mut self, _mark: Watermark) -> Result<(), TaskError> {
             Ok(())
         }
+
+        fn checkpoint(&mut self, _chain: &mut crate::checkpointing::ChainSnapshot<'_>) -> Result<(), TaskError> {
+            Ok(())
+        }
+
+        fn checkpoint_complete(&mut self, _id: weir_common::CheckpointId) -> Result<(), TaskError> {
+            Ok(())
+        }
+
         fn finish(&mut self) -> Result<(), TaskError> {
             Ok(())
         }
@@ -243,7 +287,7 @@ mod tests {
 
     fn read_split(split: Split) -> Vec<String> {
         let context = crate::operators::tests::context(0, 1);
-        let mut reader = LineReader { context, pending: vec![split], open: None };
+        let mut reader = LineReader { context, pending: vec![(split, None)], open: None };
         let mut out = Gather(Vec::new());
         while reader.read(&mut out, 7).expect("readable") == ReadStatus::More {}
         out.0

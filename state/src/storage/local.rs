@@ -188,12 +188,38 @@ impl CheckpointStorage for LocalDirStorage {
     }
 
     fn delete(&self, path: &StoragePath) -> Result<(), StorageError> {
-        match fs::remove_file(self.local_path(path)) {
+        let local = self.local_path(path);
+        match fs::remove_file(&local) {
             Err(error) if error.kind() != io::ErrorKind::NotFound => {
-                Err(StorageError::Io { operation: "delete", path: path.to_string(), source: error })
+                return Err(StorageError::Io { operation: "delete", path: path.to_string(), source: error });
             }
-            _ => Ok(()),
+            _ => {}
         }
+        // Directories left empty go too (a discarded checkpoint's `chk-<n>`),
+        // up to the root; a directory that still holds files stays.
+        let mut directory = local.parent();
+        while let Some(dir) = directory.filter(|dir| dir.starts_with(&self.root) && *dir != self.root) {
+            if fs::remove_dir(dir).is_err() {
+                break;
+            }
+            directory = dir.parent();
+        }
+        Ok(())
+    }
+
+    fn handle(&self, path: &StoragePath) -> Result<FileHandle, StorageError> {
+        let length = match fs::metadata(self.local_path(path)) {
+            Ok(metadata) => metadata.len(),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                return Err(StorageError::Missing { path: path.to_string() });
+            }
+            Err(error) => return Err(StorageError::Io { operation: "look at", path: path.to_string(), source: error }),
+        };
+        let size = length.checked_sub(TRAILER_LEN).ok_or_else(|| StorageError::Corrupt {
+            path: path.to_string(),
+            reason: format!("{length} bytes, shorter than the checksum trailer"),
+        })?;
+        Ok(FileHandle { path: path.clone(), size })
     }
 
     fn exists(&self, path: &StoragePath) -> Result<bool, StorageError> {

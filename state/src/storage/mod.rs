@@ -63,6 +63,10 @@ pub trait CheckpointStorage: Send + Sync {
 
     /// Whether a file exists at `path`.
     fn exists(&self, path: &StoragePath) -> Result<bool, StorageError>;
+
+    /// The handle of the file at `path` (its contents' length), for files
+    /// found by name rather than recorded in metadata.
+    fn handle(&self, path: &StoragePath) -> Result<FileHandle, StorageError>;
 }
 
 /// Why a storage operation failed. Every variant names the file.
