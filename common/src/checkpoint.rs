@@ -9,6 +9,12 @@
 //! writing metadata, telling tasks a checkpoint completed, deleting files.
 //! One checkpoint is pending at a time (Flink's default), and a savepoint
 //! requested meanwhile waits for it.
+//!
+//! Tasks may finish while the job goes on (a bounded source, the chain behind
+//! it): a finished task no longer acknowledges, and its final state (what it
+//! left to commit) goes into every later checkpoint in its place, as in
+//! Flink's checkpoints after tasks finish. When no source runs any more the
+//! driver stops checkpointing.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -128,11 +134,13 @@ pub struct CheckpointCoordinator<T, H> {
     completed: VecDeque<CheckpointId>,
     savepoint_requested: bool,
     consecutive_failures: u32,
-    /// Set once any task has finished: no further checkpoint can complete.
+    /// Final state of finished tasks, part of every later checkpoint.
+    finished: BTreeMap<T, H>,
+    /// No further checkpoint is triggered.
     stopped: bool,
 }
 
-impl<T: Ord + Clone, H> CheckpointCoordinator<T, H> {
+impl<T: Ord + Clone, H: Clone> CheckpointCoordinator<T, H> {
     /// Coordinates checkpoints of `tasks`; ids continue after `last_id` (the
     /// checkpoint the job was restored from, or 0).
     pub fn new(config: CheckpointConfig, tasks: impl IntoIterator<Item = T>, last_id: u64, now: Instant) -> Self {
@@ -147,6 +155,7 @@ impl<T: Ord + Clone, H> CheckpointCoordinator<T, H> {
             completed: VecDeque::new(),
             savepoint_requested: false,
             consecutive_failures: 0,
+            finished: BTreeMap::new(),
             stopped: false,
         }
     }
@@ -200,12 +209,23 @@ impl<T: Ord + Clone, H> CheckpointCoordinator<T, H> {
             return Vec::new();
         }
         pending.acks.insert(task, handle);
-        if pending.acks.len() < self.tasks.len() {
+        self.complete_if_acked()
+    }
+
+    /// Asks for the metadata once every running task acknowledged.
+    fn complete_if_acked(&mut self) -> Vec<Action<T, H>> {
+        let Some(pending) = self.pending.as_mut().filter(|pending| !pending.writing) else {
+            return Vec::new();
+        };
+        if !self.tasks.iter().all(|task| pending.acks.contains_key(task)) {
             return Vec::new();
         }
         pending.writing = true;
-        let acks = std::mem::take(&mut pending.acks).into_iter().collect();
-        vec![Action::WriteMetadata { id, acks, savepoint: pending.savepoint }]
+        let mut acks = std::mem::take(&mut pending.acks);
+        for (task, final_state) in &self.finished {
+            acks.entry(task.clone()).or_insert_with(|| final_state.clone());
+        }
+        vec![Action::WriteMetadata { id: pending.id, acks: acks.into_iter().collect(), savepoint: pending.savepoint }]
     }
 
     /// `task` could not take its snapshot of checkpoint `id`.
@@ -217,20 +237,23 @@ impl<T: Ord + Clone, H> CheckpointCoordinator<T, H> {
         actions
     }
 
-    /// `task` finished (its input ended). No checkpoint can complete from now
-    /// on: a pending one that still waits for it is aborted.
-    pub fn task_finished(&mut self, task: &T, now: Instant) -> Vec<Action<T, H>> {
+    /// `task` finished (its input ended), leaving `final_state`: it is no
+    /// longer waited for, and its final state stands in for its snapshot in
+    /// this and every later checkpoint.
+    pub fn task_finished(&mut self, task: T, final_state: H) -> Vec<Action<T, H>> {
+        self.tasks.remove(&task);
+        self.finished.insert(task, final_state);
+        self.complete_if_acked()
+    }
+
+    /// No further checkpoints (no source runs any more); a pending one that
+    /// still waits for acks is aborted.
+    pub fn stop(&mut self, now: Instant) -> Vec<Action<T, H>> {
         self.stopped = true;
         let mut actions = Vec::new();
-        if let Some(pending) = &self.pending
-            && !pending.writing
-            && !pending.acks.contains_key(task)
-        {
-            let id = pending.id;
-            // Not a failure of checkpointing: the job is ending.
-            self.pending = None;
+        if let Some(pending) = self.pending.take_if(|pending| !pending.writing) {
             self.last_ended = Some(now);
-            actions.push(Action::Abort { id, reason: AbortReason::TaskFinished });
+            actions.push(Action::Abort { id: pending.id, reason: AbortReason::TaskFinished });
         }
         actions
     }
@@ -376,14 +399,22 @@ mod tests {
     }
 
     #[test]
-    fn a_finished_task_stops_checkpointing() {
+    fn finished_tasks_are_not_waited_for_and_their_final_state_goes_into_later_checkpoints() {
         let start = Instant::now();
         let mut coordinator = Coordinator::new(config(), [1, 2], 0, start);
         coordinator.poll(ms(start, 100));
-        coordinator.ack(CheckpointId(1), 1, "a");
-        assert!(coordinator.task_finished(&1, ms(start, 105)).is_empty(), "task 1 acked already");
-        let aborted = coordinator.task_finished(&2, ms(start, 110));
-        assert_eq!(aborted, vec![Action::Abort { id: CheckpointId(1), reason: AbortReason::TaskFinished }]);
-        assert!(coordinator.poll(ms(start, 1000)).is_empty(), "no checkpoint once tasks finish");
+        assert!(coordinator.ack(CheckpointId(1), 1, "a").is_empty());
+        let completed = coordinator.task_finished(2, "final-2");
+        let expected = vec![(1, "a"), (2, "final-2")];
+        assert_eq!(completed, vec![Action::WriteMetadata { id: CheckpointId(1), acks: expected, savepoint: false }]);
+        coordinator.metadata_written(CheckpointId(1), ms(start, 110));
+        coordinator.poll(ms(start, 210));
+        let write = coordinator.ack(CheckpointId(2), 1, "b");
+        assert!(matches!(&write[..], [Action::WriteMetadata { acks, .. }] if acks == &vec![(1, "b"), (2, "final-2")]));
+        coordinator.metadata_written(CheckpointId(2), ms(start, 220));
+        coordinator.poll(ms(start, 320));
+        let stopped = coordinator.stop(ms(start, 330));
+        assert_eq!(stopped, vec![Action::Abort { id: CheckpointId(3), reason: AbortReason::TaskFinished }]);
+        assert!(coordinator.poll(ms(start, 1000)).is_empty(), "no checkpoint once stopped");
     }
 }

@@ -390,6 +390,7 @@ impl ChainFactory {
             timestamp: timestamp.clone(),
             restore: setup.restore.clone(),
             run_id: setup.run_id.clone(),
+            finishing: setup.finishing.clone(),
         }
     }
 }

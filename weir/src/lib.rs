@@ -34,8 +34,9 @@ pub mod prelude {
     pub use weir_api::{
         CollectHandle, Collector, ConnectedStreams, Data, DataStream, Either, FileSource, GeneratorSource,
         KeyedCoProcessFunction, KeyedContext, KeyedProcessFunction, KeyedStream, OutputTag, ProcessContext,
-        ProcessError, RuntimeMode, StateBackend, StreamEnv, TimeWindow, Trigger, TriggerContext, TriggerResult,
-        WatermarkGenerator, WatermarkOutput, WatermarkStrategy, WindowAssigner, WindowContext, WindowedStream,
+        ProcessError, RestartStrategy, RuntimeMode, StateBackend, StreamEnv, TimeWindow, Trigger, TriggerContext,
+        TriggerResult, WatermarkGenerator, WatermarkOutput, WatermarkStrategy, WindowAssigner, WindowContext,
+        WindowedStream,
     };
 }
 

@@ -10,7 +10,7 @@
 //! `<job-id>/savepoint-<n>/`, self-contained.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use weir_common::{CheckpointId, OperatorId, SubtaskIndex, VertexId};
@@ -64,8 +64,16 @@ impl TaskSnapshot {
 pub type TaskKey = (VertexId, usize);
 
 /// What a task tells the checkpoint driver.
-#[derive(Debug)]
 pub enum TaskReport {
+    /// The task finished its input; what it left behind.
+    Finished {
+        /// The task.
+        task: TaskKey,
+        /// Its final state, recorded by every later checkpoint.
+        snapshot: TaskSnapshot,
+        /// Commits to run once a checkpoint records the final state.
+        commits: Vec<FinalCommit>,
+    },
     /// The task took its snapshot of checkpoint `id`.
     Ack {
         /// The checkpoint.
@@ -84,6 +92,46 @@ pub enum TaskReport {
         /// Why.
         message: String,
     },
+}
+
+/// A commit a finished task leaves for later: run once the task's final
+/// state is part of a completed checkpoint, or when the job succeeds.
+pub type FinalCommit = Box<dyn FnOnce() -> Result<(), String> + Send>;
+
+/// What the operators of a finishing task leave behind when checkpointing is
+/// on: entries that later checkpoints record for them (a sink's pre-committed
+/// files) and the commits that make them visible.
+#[derive(Default)]
+pub struct FinishedState {
+    entries: Mutex<Vec<(OperatorId, OperatorSnapshot)>>,
+    commits: Mutex<Vec<FinalCommit>>,
+}
+
+impl std::fmt::Debug for FinishedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FinishedState")
+    }
+}
+
+impl FinishedState {
+    /// Leaves `state` of `operator` for later checkpoints and `commit` for later.
+    pub fn leave(&self, operator: OperatorId, state: OperatorSnapshot, commit: FinalCommit) {
+        self.record(operator, state);
+        self.commits.lock().unwrap_or_else(PoisonError::into_inner).push(commit);
+    }
+
+    /// Leaves `state` of `operator` for later checkpoints (a finished source:
+    /// no splits left, so a restore does not read its input again).
+    pub fn record(&self, operator: OperatorId, state: OperatorSnapshot) {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner).push((operator, state));
+    }
+
+    /// Takes what was left: the final snapshot and the commits.
+    pub fn take(&self) -> (TaskSnapshot, Vec<FinalCommit>) {
+        let operators = std::mem::take(&mut *self.entries.lock().unwrap_or_else(PoisonError::into_inner));
+        let commits = std::mem::take(&mut *self.commits.lock().unwrap_or_else(PoisonError::into_inner));
+        (TaskSnapshot { operators }, commits)
+    }
 }
 
 /// What the driver tells a task, between its events.

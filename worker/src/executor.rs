@@ -330,7 +330,6 @@ impl LocalExecutor {
         for task in tasks {
             let name = format!("{} ({})", task.setup.task_name, task.setup.subtask);
             let (done_tx, config, task_cancel) = (done_tx.clone(), self.config.clone(), run_cancel.clone());
-            let key: TaskKey = (task.setup.vertex, task.setup.subtask.index);
             let spawned = std::thread::Builder::new().name(name.clone()).spawn(move || {
                 let identity = (task.setup.task_name.clone(), task.setup.subtask);
                 let result = run_task(task, &config, &task_cancel);
@@ -338,7 +337,7 @@ impl LocalExecutor {
                     task_cancel.cancel();
                 }
                 // The receiver outlives every task thread, so this cannot fail.
-                let _ = done_tx.send((key, identity, result));
+                let _ = done_tx.send((identity, result));
             });
             match spawned {
                 Ok(handle) => threads.push(handle),
@@ -360,8 +359,10 @@ impl LocalExecutor {
                     progress.last_id,
                     Instant::now(),
                 ),
+                running_sources: controls.values().filter(|(is_source, _)| *is_source).count(),
                 controls: &controls,
                 pending_files: BTreeMap::new(),
+                final_commits: Vec::new(),
                 graph,
             }
         });
@@ -374,7 +375,7 @@ impl LocalExecutor {
                 default(Duration::from_millis(5)) => None,
             };
             match event {
-                Some(Ok((key, (task, subtask), result))) => {
+                Some(Ok(((task, subtask), result))) => {
                     running -= 1;
                     match result {
                         // Tasks cancelled because of a failure may report before the
@@ -400,12 +401,8 @@ impl LocalExecutor {
                             });
                         }
                         Err(TaskError::Cancelled) => cancelled = true,
-                        Ok(()) => {
-                            if let Some(driver) = &mut driver {
-                                let actions = driver.coordinator.task_finished(&key, Instant::now());
-                                driver.carry_out(actions, progress, &run_cancel, &mut failure);
-                            }
-                        }
+                        // A finishing task reports to the checkpoint driver itself.
+                        Ok(()) => {}
                         Err(TaskError::Operator { .. } | TaskError::Restore { .. }) => {}
                     }
                 }
@@ -425,8 +422,23 @@ impl LocalExecutor {
                 driver.carry_out(actions, progress, &run_cancel, &mut failure);
             }
         }
+        // A task reports before it returns, but the two lines are separate:
+        // what the last tasks reported may still wait here.
+        if let Some(driver) = &mut driver {
+            while let Ok(report) = report_rx.try_recv() {
+                let actions = driver.report(report);
+                driver.carry_out(actions, progress, &run_cancel, &mut failure);
+            }
+        }
         if cancel.is_cancelled() && failure.is_none() {
             failure = Some(JobError::Cancelled(graph.name.clone()));
+        }
+        if let Some(driver) = &mut driver
+            && failure.is_none()
+            && !cancelled
+            && let Err(message) = driver.run_final_commits()
+        {
+            failure = Some(JobError::Checkpointing { job: graph.name.clone(), message });
         }
         if cancelled && failure.is_none() {
             failure = Some(JobError::Cancelled(graph.name.clone()));
@@ -488,8 +500,10 @@ impl LocalExecutor {
                         reports: reports.clone(),
                         storage: settings.storage.clone(),
                         job_id: progress.job_id.clone(),
+                        finishing: Arc::default(),
                     }
                 });
+                let finishing = checkpointing.as_ref().map(|checkpointing| checkpointing.finishing.clone());
                 let setup = TaskSetup {
                     vertex: vertex.id,
                     task_name: task_name.clone(),
@@ -499,6 +513,7 @@ impl LocalExecutor {
                     cancel: cancel.clone(),
                     restore: progress.restore.clone(),
                     run_id: run_id.clone(),
+                    finishing,
                 };
                 tasks.push(PlannedTask {
                     setup,
@@ -520,6 +535,11 @@ struct CheckpointDriver<'a> {
     controls: &'a TaskControls,
     /// Files of acks of checkpoints not complete yet.
     pending_files: BTreeMap<CheckpointId, Vec<StoragePath>>,
+    /// Source tasks that have not finished.
+    running_sources: usize,
+    /// Commits finished tasks left, run when a checkpoint records their
+    /// final state or when the job succeeds.
+    final_commits: Vec<crate::checkpoint::FinalCommit>,
     graph: &'a JobGraph,
 }
 
@@ -534,7 +554,27 @@ impl CheckpointDriver<'_> {
             TaskReport::Decline { id, task, message } => {
                 self.coordinator.decline(id, format!("{task:?}"), message, Instant::now())
             }
+            TaskReport::Finished { task, snapshot, commits } => {
+                self.final_commits.extend(commits);
+                let mut actions = self.coordinator.task_finished(task, snapshot);
+                if self.controls.get(&task).is_some_and(|(is_source, _)| *is_source) {
+                    self.running_sources = self.running_sources.saturating_sub(1);
+                    if self.running_sources == 0 {
+                        // Nothing can inject barriers any more.
+                        actions.extend(self.coordinator.stop(Instant::now()));
+                    }
+                }
+                actions
+            }
         }
+    }
+
+    /// Runs the commits finished tasks left.
+    fn run_final_commits(&mut self) -> Result<(), String> {
+        for commit in std::mem::take(&mut self.final_commits) {
+            commit()?;
+        }
+        Ok(())
     }
 
     fn send_to(&self, sources_only: bool, command: TaskControl) {
@@ -596,6 +636,11 @@ impl CheckpointDriver<'_> {
                             }
                             tracing::info!(checkpoint = id.0, savepoint, "checkpoint complete");
                             metrics::counter!("weir_checkpoints_completed_total").increment(1);
+                            // The finished tasks' final state is in this checkpoint now.
+                            if let Err(message) = self.run_final_commits() {
+                                *failure = Some(JobError::Checkpointing { job: self.graph.name.clone(), message });
+                                cancel.cancel();
+                            }
                             queue.extend(self.coordinator.metadata_written(id, now));
                         }
                         Err(error) => queue.extend(self.coordinator.metadata_failed(id, error.to_string(), now)),

@@ -14,7 +14,7 @@ use weir_common::{CheckpointId, JobEdge, KeyGroupRange, MaxParallelism, Partitio
 use weir_state::storage::CheckpointStorage;
 
 use crate::checkpoint::{
-    RestoredCheckpoint, SnapshotTarget, TaskControl, TaskKey, TaskReport, TaskSnapshot, checkpoint_dir,
+    FinishedState, RestoredCheckpoint, SnapshotTarget, TaskControl, TaskKey, TaskReport, TaskSnapshot, checkpoint_dir,
 };
 use crate::input_gate::GateEvent;
 use crate::{Barrier, Batch, CancelToken, Event, InputGate, OutputChannel, TaskError, Watermark, WatermarkValve};
@@ -74,6 +74,9 @@ pub struct TaskSetup {
     /// Unique to this run of the job, shared by its tasks (names of files a
     /// run writes, so a restarted run can tell its own from a failed run's).
     pub run_id: Arc<str>,
+    /// With checkpointing: where operators leave their final state when the
+    /// task finishes.
+    pub finishing: Option<Arc<FinishedState>>,
 }
 
 impl TaskSetup {
@@ -153,6 +156,8 @@ pub struct TaskCheckpointing {
     pub storage: Arc<dyn CheckpointStorage>,
     /// The job run's directory in the storage.
     pub job_id: String,
+    /// What the task's operators leave when it finishes.
+    pub finishing: Arc<FinishedState>,
 }
 
 impl TaskCheckpointing {
@@ -188,6 +193,24 @@ impl TaskCheckpointing {
         let _ = self.reports.send(report);
         Ok(())
     }
+
+    /// The task finished: hands what its operators left to the driver.
+    fn finished(&self) {
+        let (snapshot, commits) = self.finishing.take();
+        let _ = self.reports.send(TaskReport::Finished { task: self.key, snapshot, commits });
+    }
+}
+
+/// Runs `finish` and, when checkpointing, reports the task finished.
+fn finish_task(
+    finish: impl FnOnce() -> Result<(), TaskError>,
+    checkpointing: Option<&TaskCheckpointing>,
+) -> Result<(), TaskError> {
+    finish()?;
+    if let Some(checkpointing) = checkpointing {
+        checkpointing.finished();
+    }
+    Ok(())
 }
 
 /// Shortest sleep of an idle source: shorter pauses would spin and send
@@ -252,7 +275,7 @@ pub(crate) fn run_source(
             SourceStep::Idle(pause) => {
                 std::thread::sleep(pause.clamp(MIN_IDLE_SLEEP, crate::channel::CANCEL_POLL));
             }
-            SourceStep::Finished => return source.finish(),
+            SourceStep::Finished => return finish_task(|| source.finish(), checkpointing),
         }
         if deadline.is_due() {
             source.flush()?;
@@ -374,7 +397,7 @@ pub(crate) fn run_input(
                 });
             }
             GateEvent::Idle => false,
-            GateEvent::Finished => return task.finish(),
+            GateEvent::Finished => return finish_task(|| task.finish(), checkpointing),
         };
         if aligned && let Some(Barrier { id, savepoint }) = alignment.finish(gate) {
             match checkpointing {

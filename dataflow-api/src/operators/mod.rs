@@ -15,7 +15,7 @@ use std::sync::Arc;
 use weir_common::{KeyGroupRange, MaxParallelism, OperatorId, SubtaskIndex};
 use weir_state::keyed::{KeyedStateBackend, StateBackendKind, StateKey};
 use weir_worker::TaskError;
-use weir_worker::checkpoint::RestoredCheckpoint;
+use weir_worker::checkpoint::{FinishedState, RestoredCheckpoint};
 
 use crate::RuntimeMode;
 use crate::time::CurrentTimestamp;
@@ -43,6 +43,9 @@ pub struct OperatorContext {
     pub restore: Option<Arc<RestoredCheckpoint>>,
     /// Unique to this run of the job (a restart is a new run).
     pub run_id: Arc<str>,
+    /// With checkpointing: where operators leave what they could not commit
+    /// yet when their task finishes.
+    pub finishing: Option<Arc<FinishedState>>,
 }
 
 impl OperatorContext {
@@ -106,6 +109,7 @@ pub(crate) mod tests {
             timestamp: CurrentTimestamp::default(),
             restore: None,
             run_id: Arc::from("test-run"),
+            finishing: None,
         }
     }
 }

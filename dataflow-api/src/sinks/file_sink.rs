@@ -8,7 +8,10 @@
 //! `.part-<run>-<subtask>-<n>.pending` (pre-commit), and the checkpoint records
 //! it. Only when checkpoint `c` completes do pending files become visible as
 //! `part-<run>-<subtask>-<n>` (commit, an atomic rename). At the end of input
-//! everything left is committed.
+//! everything left is committed: at once without checkpointing; with it, once
+//! a checkpoint records the finished task's pending files or the job
+//! succeeds, so a failure elsewhere in the job cannot replay records whose
+//! output was committed already.
 //!
 //! On restore from checkpoint `c`, the pending files `c` recorded are committed
 //! (their checkpoint completed; a file already committed is left alone), and
@@ -138,12 +141,18 @@ impl ExactlyOnceFileSink {
 
     /// Makes a pending file visible; one committed already is left alone.
     fn commit(&self, file: &PendingFile) -> Result<(), TaskError> {
-        let (pending, committed) = (self.dir.join(&file.pending), self.dir.join(&file.committed));
-        match std::fs::rename(&pending, &committed) {
-            Ok(()) => Ok(()),
-            Err(_) if committed.exists() => Ok(()),
-            Err(error) => Err(self.io_error("commit", &pending, error)),
-        }
+        commit_file(&self.dir, file).map_err(|message| self.context.error(message))
+    }
+}
+
+/// Renames a pending file to its final name in `dir`; a file committed
+/// already (the pending one gone, the final one there) is fine.
+fn commit_file(dir: &Path, file: &PendingFile) -> Result<(), String> {
+    let (pending, committed) = (dir.join(&file.pending), dir.join(&file.committed));
+    match std::fs::rename(&pending, &committed) {
+        Ok(()) => Ok(()),
+        Err(_) if committed.exists() => Ok(()),
+        Err(error) => Err(format!("cannot commit '{}': {error}", pending.display())),
     }
 }
 
@@ -188,13 +197,25 @@ impl<T: std::fmt::Display + Send> Push<T> for ExactlyOnceFileSink {
     }
 
     fn finish(&mut self) -> Result<(), TaskError> {
-        // The end of input is final: everything written is committed.
-        if let Some(file) = self.pre_commit()? {
-            self.commit(&file)?;
-        }
-        for (_, file) in std::mem::take(&mut self.pending) {
-            self.commit(&file)?;
-        }
+        let last = self.pre_commit()?;
+        let files: Vec<PendingFile> =
+            std::mem::take(&mut self.pending).into_iter().map(|(_, file)| file).chain(last).collect();
+        let Some(finishing) = &self.context.finishing else {
+            // No checkpoints: the end of input is final.
+            return files.iter().try_for_each(|file| self.commit(file));
+        };
+        let entries = files
+            .iter()
+            .map(|file| postcard::to_allocvec(file).map_err(|error| self.context.error(error.to_string())))
+            .collect::<Result<_, _>>()?;
+        let (dir, operator) = (self.dir.clone(), self.context.operator_name.clone());
+        let commit = Box::new(move || {
+            for file in &files {
+                commit_file(&dir, file).map_err(|error| format!("sink '{operator}': {error}"))?;
+            }
+            Ok(())
+        });
+        finishing.leave(self.context.operator_id, OperatorSnapshot { keyed: None, entries }, commit);
         Ok(())
     }
 }

@@ -82,6 +82,10 @@ impl<T: Send> SourceTask for SourceDriver<T> {
     }
 
     fn finish(&mut self) -> Result<(), TaskError> {
+        if let Some(finishing) = &self.context.finishing {
+            // Exhausted: later checkpoints record that nothing is left to read.
+            finishing.record(self.context.operator_id, OperatorSnapshot::default());
+        }
         self.next.finish()
     }
 
