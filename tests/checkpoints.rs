@@ -166,6 +166,13 @@ impl Job<'_> {
         if let Backend::RocksDb = self.backend {
             env.set_state_backend(StateBackend::RocksDb { dir: work.join("rocksdb") });
         }
+        self.build(&env, output);
+        env.execute("exactly-once test").expect("the job recovers and finishes");
+    }
+
+    /// Adds the job to `env`: files → parse → throttle → timestamps →
+    /// (union) → failure injection → key_by → 10 s windows → exactly-once files.
+    fn build(&self, env: &StreamEnv, output: &Path) {
         let strategy = WatermarkStrategy::for_monotonous_timestamps()
             .with_timestamp_assigner(|reading: &Reading, _| reading.timestamp);
         let mut streams = Vec::new();
@@ -205,7 +212,6 @@ impl Job<'_> {
             .uid("windows")
             .sink_to_files(output)
             .uid("sink");
-        env.execute("exactly-once test").expect("the job recovers and finishes");
     }
 }
 
@@ -279,4 +285,52 @@ fn two_inputs_of_different_speeds_stay_exactly_once() {
         assert!(fail.failed.load(Ordering::Relaxed), "{backend:?}: the failure was injected");
         assert_eq!(committed_output(&output), expected, "{backend:?} p{parallelism}");
     }
+}
+
+/// Runs the window job at `parallelism` until a savepoint stops it partway,
+/// then from the savepoint at `restored_parallelism` to the end.
+fn savepoint_and_rescale(parallelism: usize, restored_parallelism: usize, backend: Backend) {
+    let work = tempfile::tempdir().expect("temp dir");
+    let input = write_input(work.path(), "readings.csv", 40_000, 11, 7);
+    let expected = expected(&[&input]);
+    let output = work.path().join("out");
+    let build = |parallelism: usize, restore: Option<&Path>| {
+        let env = StreamEnv::new();
+        env.set_parallelism(parallelism);
+        env.enable_checkpointing(Duration::from_millis(100));
+        env.set_checkpoint_dir(work.path().join("checkpoints"));
+        if let Backend::RocksDb = backend {
+            env.set_state_backend(StateBackend::RocksDb { dir: work.path().join("rocksdb") });
+        }
+        if let Some(savepoint) = restore {
+            env.restore_from_checkpoint(savepoint);
+        }
+        let job = Job { inputs: vec![&input], throttle: vec![20], parallelism, backend, fail: None };
+        job.build(&env, &output);
+        env
+    };
+    let first = build(parallelism, None).execute_async("before the savepoint").expect("starts");
+    // Let some windows fire and some output commit, then stop partway.
+    while committed_parts(&output) == 0 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let savepoint = first.stop_with_savepoint().expect("savepoint taken");
+    first.wait().expect("stopped cleanly");
+    assert!(savepoint.join("_metadata").exists(), "{}", savepoint.display());
+    let partial = committed_output(&output);
+    assert!(!partial.is_empty() && partial.len() < expected.len(), "stopped partway: {} rows", partial.len());
+    build(restored_parallelism, Some(&savepoint)).execute("after the savepoint").expect("restores and finishes");
+    assert_eq!(committed_output(&output), expected, "p{parallelism} -> p{restored_parallelism} {backend:?}");
+}
+
+#[test]
+fn a_savepoint_at_parallelism_2_restored_at_3() {
+    savepoint_and_rescale(2, 3, Backend::Memory);
+    savepoint_and_rescale(2, 3, Backend::RocksDb);
+}
+
+#[test]
+fn a_savepoint_at_parallelism_4_restored_at_1() {
+    savepoint_and_rescale(4, 1, Backend::Memory);
+    savepoint_and_rescale(4, 1, Backend::RocksDb);
 }

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use weir_common::checkpoint::CheckpointConfig;
 use weir_common::{JobGraph, MaxParallelism, OperatorKind};
 use weir_state::storage::{CheckpointStorage, LocalDirStorage};
-use weir_worker::executor::CheckpointSettings;
 pub use weir_worker::executor::RestartStrategy;
+use weir_worker::executor::{CheckpointSettings, JobCommand};
 use weir_worker::{CancelToken, ExecutorConfig, JobError, LocalExecutor};
 
 use crate::args::{BackendChoice, EngineArgs};
@@ -43,6 +43,56 @@ pub struct JobExecutionResult {
     pub job_name: String,
     /// Wall time from start to the end of the last task.
     pub net_runtime: Duration,
+}
+
+/// A running job: take savepoints, stop or cancel it, wait for its end. A
+/// client dropped without `wait` leaves the job running to its end.
+pub struct JobClient {
+    name: String,
+    commands: crossbeam_channel::Sender<JobCommand>,
+    cancel: CancelToken,
+    thread: Option<std::thread::JoinHandle<Result<JobExecutionResult>>>,
+}
+
+impl JobClient {
+    /// The job's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Takes a savepoint and returns its directory, to start a job from
+    /// (also at another parallelism) with `restore_from_checkpoint`.
+    pub fn trigger_savepoint(&self) -> Result<PathBuf> {
+        self.savepoint(false)
+    }
+
+    /// Takes a savepoint, commits what it covers, and stops the job; `wait`
+    /// then returns successfully.
+    pub fn stop_with_savepoint(&self) -> Result<PathBuf> {
+        self.savepoint(true)
+    }
+
+    fn savepoint(&self, stop: bool) -> Result<PathBuf> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let failed = |message: String| Error::Job(JobError::Checkpointing { job: self.name.clone(), message });
+        self.commands
+            .send(JobCommand::Savepoint { stop, reply })
+            .map_err(|_| failed("the job has ended; no savepoint was taken".into()))?;
+        answer.recv().map_err(|_| failed("the job ended before the savepoint completed".into()))?.map_err(failed)
+    }
+
+    /// Cancels the job; `wait` then reports it cancelled.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Waits for the job to end.
+    pub fn wait(mut self) -> Result<JobExecutionResult> {
+        let thread = self.thread.take().ok_or_else(|| Error::InvalidJob("the job was waited for already".into()))?;
+        thread
+            .join()
+            .unwrap_or_else(|_| Err(Error::InvalidJob(format!("job '{}' panicked in the executor", self.name))))
+    }
 }
 
 /// The environment a job is built in and executed by.
@@ -306,6 +356,12 @@ impl StreamEnv {
     /// Runs the job built so far and blocks until it ends. The environment is
     /// then empty, ready for another job, whether or not this one compiled.
     pub fn execute(&self, name: &str) -> Result<JobExecutionResult> {
+        self.execute_async(name)?.wait()
+    }
+
+    /// Starts the job built so far on its own threads and returns at once; the
+    /// [`JobClient`] takes savepoints, stops, cancels, and waits for the end.
+    pub fn execute_async(&self, name: &str) -> Result<JobClient> {
         let (settings, compiled, executor, restore_from) = {
             let mut state = self.inner.borrow_mut();
             let compiled = state.settings(name).and_then(|settings| Ok((compile(&state.nodes, &settings)?, settings)));
@@ -322,14 +378,25 @@ impl StreamEnv {
                 .map_err(|message| Error::Job(JobError::Restore { job: name.to_owned(), message }))?,
             None => Vec::new(),
         };
-        let started = Instant::now();
-        let outcome = executor.execute(&compiled.graph, &compiled.factories, &CancelToken::new(), restore);
-        if let StateBackend::RocksDb { dir } = &settings.state_backend {
-            // Operators removed their own directories; the run's is empty now.
-            let _ = std::fs::remove_dir(dir);
-        }
-        outcome?;
-        Ok(JobExecutionResult { job_name: name.to_owned(), net_runtime: started.elapsed() })
+        let (commands, command_rx) = crossbeam_channel::unbounded();
+        let cancel = CancelToken::new();
+        let job_cancel = cancel.clone();
+        let job_name = name.to_owned();
+        let thread = std::thread::Builder::new()
+            .name(format!("job {name}"))
+            .spawn(move || {
+                let started = Instant::now();
+                let outcome =
+                    executor.execute(&compiled.graph, &compiled.factories, &job_cancel, restore, Some(command_rx));
+                if let StateBackend::RocksDb { dir } = &settings.state_backend {
+                    // Operators removed their own directories; the run's is empty now.
+                    let _ = std::fs::remove_dir(dir);
+                }
+                outcome?;
+                Ok(JobExecutionResult { job_name, net_runtime: started.elapsed() })
+            })
+            .map_err(|source| Error::Job(JobError::Spawn { task: format!("job {name}"), source }))?;
+        Ok(JobClient { name: name.to_owned(), commands, cancel, thread: Some(thread) })
     }
 
     pub(crate) fn add_node(&self, node: Node) -> NodeId {
@@ -400,10 +467,11 @@ impl EnvState {
             (Some(interval), Some(dir)) => {
                 let dir = dir.to_string_lossy();
                 let dir = PathBuf::from(dir.strip_prefix("file://").unwrap_or(&dir));
-                let storage: Arc<dyn CheckpointStorage> = Arc::new(LocalDirStorage::new(dir));
+                let storage: Arc<dyn CheckpointStorage> = Arc::new(LocalDirStorage::new(&dir));
                 Some(CheckpointSettings {
                     config: CheckpointConfig { interval, ..checkpointing.config.clone() },
                     storage,
+                    location: dir,
                     retain_on_cancel: checkpointing.retain_on_cancel,
                 })
             }

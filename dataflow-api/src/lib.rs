@@ -40,7 +40,7 @@ pub mod windows;
 pub use collector::Collector;
 pub use connected::{ConnectedStreams, Either, KeyedCoProcessFunction, KeyedConnectedStreams};
 pub use data::Data;
-pub use env::{RestartStrategy, RuntimeMode, StateBackend, StreamEnv};
+pub use env::{JobClient, RestartStrategy, RuntimeMode, StateBackend, StreamEnv};
 pub use error::{Error, Result};
 pub use keyed::KeyedStream;
 pub use operators::keyed_process::{KeyedContext, KeyedProcessFunction, ProcessError};

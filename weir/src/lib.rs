@@ -32,7 +32,7 @@ pub mod prelude {
     pub use weir_api::env::JobExecutionResult;
     pub use weir_api::sources::Source;
     pub use weir_api::{
-        CollectHandle, Collector, ConnectedStreams, Data, DataStream, Either, FileSource, GeneratorSource,
+        CollectHandle, Collector, ConnectedStreams, Data, DataStream, Either, FileSource, GeneratorSource, JobClient,
         KeyedCoProcessFunction, KeyedContext, KeyedProcessFunction, KeyedStream, OutputTag, ProcessContext,
         ProcessError, RestartStrategy, RuntimeMode, StateBackend, StreamEnv, TimeWindow, Trigger, TriggerContext,
         TriggerResult, WatermarkGenerator, WatermarkOutput, WatermarkStrategy, WindowAssigner, WindowContext,

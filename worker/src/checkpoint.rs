@@ -146,6 +146,8 @@ pub enum TaskControl {
     },
     /// Checkpoint `id` completed: commit what it covers.
     Complete(CheckpointId),
+    /// Stop now (after a stop-with-savepoint): the task ends as cancelled.
+    Stop,
 }
 
 /// Where a task writes the files of one checkpoint.

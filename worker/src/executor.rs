@@ -69,6 +69,9 @@ pub struct CheckpointSettings {
     pub config: CheckpointConfig,
     /// Where checkpoint files go.
     pub storage: Arc<dyn CheckpointStorage>,
+    /// The storage's location as users name it (a directory), for messages
+    /// and the paths of savepoints.
+    pub location: std::path::PathBuf,
     /// Whether the retained checkpoints stay when the job is cancelled. They
     /// always stay when it fails (to restore from), and are deleted when it
     /// finishes.
@@ -124,6 +127,21 @@ pub struct LocalExecutor {
 
 /// Per task: whether it is a source (triggers go to sources), and its control line.
 type TaskControls = BTreeMap<TaskKey, (bool, Sender<TaskControl>)>;
+
+/// How long tasks have to end after a stop-with-savepoint before they are cancelled.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// What a running job can be asked from outside.
+pub enum JobCommand {
+    /// Take a savepoint; with `stop`, end the job once it completed (its
+    /// sinks commit what it covers). The reply is the savepoint's directory.
+    Savepoint {
+        /// Stop the job after the savepoint.
+        stop: bool,
+        /// Where the outcome goes.
+        reply: Sender<Result<std::path::PathBuf, String>>,
+    },
+}
 
 /// One task, ready to start.
 struct PlannedTask {
@@ -204,6 +222,10 @@ struct JobProgress {
     /// Older checkpoints to fall back to if restoring from `restore` fails,
     /// newest first.
     fallbacks: Vec<Arc<RestoredCheckpoint>>,
+    /// Savepoints asked for and not answered yet.
+    savepoint_requests: Vec<(bool, Sender<Result<std::path::PathBuf, String>>)>,
+    /// A stop-with-savepoint completed: the job ends successfully.
+    stopped: bool,
 }
 
 impl JobProgress {
@@ -241,6 +263,7 @@ impl LocalExecutor {
         factories: &[Arc<dyn VertexFactory>],
         cancel: &CancelToken,
         mut restore: Vec<Arc<RestoredCheckpoint>>,
+        commands: Option<Receiver<JobCommand>>,
     ) -> Result<(), JobError> {
         graph.validate()?;
         if factories.len() != graph.vertices.len() {
@@ -263,11 +286,14 @@ impl LocalExecutor {
             last_id,
             retained: BTreeMap::new(),
             fallbacks: restore,
+            savepoint_requests: Vec::new(),
+            stopped: false,
         };
         let mut attempt = 0u32;
         let outcome = loop {
-            match self.run_once(graph, factories, cancel, &mut progress) {
+            match self.run_once(graph, factories, cancel, &mut progress, commands.as_ref()) {
                 RunOutcome::Finished => break Ok(()),
+                RunOutcome::Failed(_) if progress.stopped => break Ok(()),
                 RunOutcome::Failed(error @ (JobError::Cancelled(_) | JobError::Spawn { .. })) => break Err(error),
                 RunOutcome::Failed(error) if cancel.is_cancelled() => break Err(error),
                 RunOutcome::Failed(error @ JobError::RestoreFailed { .. }) => {
@@ -315,6 +341,7 @@ impl LocalExecutor {
         factories: &[Arc<dyn VertexFactory>],
         cancel: &CancelToken,
         progress: &mut JobProgress,
+        commands: Option<&Receiver<JobCommand>>,
     ) -> RunOutcome {
         // Each run has its own cancel token, so a failed run can be replaced;
         // cancelling the job cancels the run.
@@ -363,6 +390,8 @@ impl LocalExecutor {
                 controls: &controls,
                 pending_files: BTreeMap::new(),
                 final_commits: Vec::new(),
+                plain_savepoints: std::collections::BTreeSet::new(),
+                stop_savepoint: None,
                 graph,
             }
         });
@@ -414,12 +443,36 @@ impl LocalExecutor {
                 }
                 None => {}
             }
+            while let Some(JobCommand::Savepoint { stop, reply }) =
+                commands.and_then(|commands| commands.try_recv().ok())
+            {
+                match &mut driver {
+                    Some(driver) if failure.is_none() => {
+                        driver.coordinator.request_savepoint();
+                        progress.savepoint_requests.push((stop, reply));
+                    }
+                    Some(_) => {
+                        let _ = reply.send(Err("the job is failing".into()));
+                    }
+                    None => {
+                        let _ = reply
+                            .send(Err("savepoints need checkpointing: set a checkpoint directory and interval".into()));
+                    }
+                }
+            }
             if let Some(driver) = &mut driver
                 && failure.is_none()
                 && !run_cancel.is_cancelled()
             {
-                let actions = driver.coordinator.poll(Instant::now());
-                driver.carry_out(actions, progress, &run_cancel, &mut failure);
+                if let Some((_, since)) = driver.stop_savepoint {
+                    // Tasks stuck where they cannot see the stop are cancelled.
+                    if since.elapsed() > STOP_GRACE {
+                        run_cancel.cancel();
+                    }
+                } else {
+                    let actions = driver.coordinator.poll(Instant::now());
+                    driver.carry_out(actions, progress, &run_cancel, &mut failure);
+                }
             }
         }
         // A task reports before it returns, but the two lines are separate:
@@ -537,6 +590,10 @@ struct CheckpointDriver<'a> {
     pending_files: BTreeMap<CheckpointId, Vec<StoragePath>>,
     /// Source tasks that have not finished.
     running_sources: usize,
+    /// Savepoints that completed without stopping the job.
+    plain_savepoints: std::collections::BTreeSet<CheckpointId>,
+    /// The stop-with-savepoint that completed, and when.
+    stop_savepoint: Option<(CheckpointId, Instant)>,
     /// Commits finished tasks left, run when a checkpoint records their
     /// final state or when the job succeeds.
     final_commits: Vec<crate::checkpoint::FinalCommit>,
@@ -566,6 +623,24 @@ impl CheckpointDriver<'_> {
                 }
                 actions
             }
+        }
+    }
+
+    /// Answers the savepoint requests with the completed savepoint `id`; a
+    /// stop request ends the job.
+    fn answer_savepoint(&mut self, progress: &mut JobProgress, id: CheckpointId) {
+        let path = self.settings.location.join(&progress.job_id).join(format!("savepoint-{}", id.0));
+        let mut stop = false;
+        for (stop_requested, reply) in progress.savepoint_requests.drain(..) {
+            stop |= stop_requested;
+            let _ = reply.send(Ok(path.clone()));
+        }
+        if stop {
+            tracing::info!(savepoint = id.0, path = %path.display(), "stopping the job with a savepoint");
+            progress.stopped = true;
+            self.stop_savepoint = Some((id, Instant::now()));
+        } else {
+            self.plain_savepoints.insert(id);
         }
     }
 
@@ -626,7 +701,9 @@ impl CheckpointDriver<'_> {
                             let mut files = self.pending_files.remove(&id).unwrap_or_default();
                             files.push(handle.path);
                             let metadata = Arc::new(metadata);
-                            if !savepoint {
+                            if savepoint {
+                                self.answer_savepoint(progress, id);
+                            } else {
                                 progress.files.completed(id, files);
                                 progress.retained.insert(id, metadata.clone());
                                 progress.restore = Some(Arc::new(RestoredCheckpoint::new(
@@ -646,8 +723,21 @@ impl CheckpointDriver<'_> {
                         Err(error) => queue.extend(self.coordinator.metadata_failed(id, error.to_string(), now)),
                     }
                 }
-                Action::NotifyComplete(id) => self.send_to(false, TaskControl::Complete(id)),
+                Action::NotifyComplete(id) => {
+                    // A savepoint commits side effects only when the job stops
+                    // at it; a later checkpoint commits them otherwise.
+                    if !self.plain_savepoints.remove(&id) {
+                        self.send_to(false, TaskControl::Complete(id));
+                    }
+                    if self.stop_savepoint.is_some_and(|(stop_at, _)| stop_at == id) {
+                        // After the commit, in order: every task ends.
+                        self.send_to(false, TaskControl::Stop);
+                    }
+                }
                 Action::Abort { id, reason } => {
+                    for (_, reply) in progress.savepoint_requests.drain(..) {
+                        let _ = reply.send(Err(format!("savepoint {id} failed: {reason}")));
+                    }
                     tracing::warn!(checkpoint = id.0, %reason, "checkpoint aborted");
                     metrics::counter!("weir_checkpoints_aborted_total").increment(1);
                     let files = self.pending_files.remove(&id).unwrap_or_default();

@@ -267,6 +267,7 @@ pub(crate) fn run_source(
                         checkpointing.snapshot(id, savepoint, |target| source.checkpoint(target))?;
                     }
                     TaskControl::Complete(id) => source.checkpoint_complete(id)?,
+                    TaskControl::Stop => return Err(TaskError::Cancelled),
                 }
             }
         }
@@ -364,8 +365,10 @@ pub(crate) fn run_input(
     loop {
         if let Some(checkpointing) = checkpointing {
             while let Ok(command) = checkpointing.control.try_recv() {
-                if let TaskControl::Complete(id) = command {
-                    task.checkpoint_complete(id)?;
+                match command {
+                    TaskControl::Complete(id) => task.checkpoint_complete(id)?,
+                    TaskControl::Stop => return Err(TaskError::Cancelled),
+                    TaskControl::Trigger { .. } => {}
                 }
             }
         }
