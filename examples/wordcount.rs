@@ -2,8 +2,11 @@
 //! built-in text when there are none) and, when the input ends, prints every
 //! word once as `word<TAB>count`.
 //!
-//! Words are maximal runs of alphanumeric characters, lowercased. Engine flags
-//! such as `--parallelism N` may appear anywhere among the arguments:
+//! Words are maximal runs of alphanumeric characters, lowercased. With
+//! `--output DIR` the counts go, exactly once, into part files in DIR instead
+//! of standard output. Engine flags such as `--parallelism N` or
+//! `--checkpoint-dir DIR --checkpoint-interval-ms N` may appear anywhere
+//! among the arguments:
 //!
 //! ```text
 //! cargo run --example wordcount -- README.md --parallelism 2
@@ -27,22 +30,40 @@ fn main() -> weir::Result<()> {
     let env = StreamEnv::from_args();
     // The input is bounded: emit each word's final count once, at the end.
     env.set_runtime_mode(RuntimeMode::Batch);
-    let files = env.args();
+    let (files, output) = split_output_flag(env.args());
     let lines = if files.is_empty() {
         env.from_collection(BUILT_IN_TEXT.lines().map(str::to_owned))
     } else {
         env.source(FileSource::lines_of(files))
     };
-    lines
+    let counts = lines
         .flat_map(|line: String| words(&line))
         .name("Split words")
         .map(|word| (word, 1u64))
         .key_by(|(word, _): &(String, u64)| word.clone())
         .sum(|(_, count): &mut (String, u64)| count)
-        .map(|(word, count)| format!("{word}\t{count}"))
-        .print();
+        .map(|(word, count)| format!("{word}\t{count}"));
+    match output {
+        Some(dir) => counts.sink_to_files(dir).uid("output"),
+        None => counts.print(),
+    };
     env.execute("wordcount")?;
     Ok(())
+}
+
+/// The arguments without `--output DIR`, and DIR.
+fn split_output_flag(args: Vec<String>) -> (Vec<String>, Option<String>) {
+    let mut files = Vec::new();
+    let mut output = None;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.strip_prefix("--output") {
+            Some("") => output = args.next(),
+            Some(value) if value.starts_with('=') => output = Some(value[1..].to_owned()),
+            _ => files.push(arg),
+        }
+    }
+    (files, output)
 }
 
 /// The words of a line: maximal runs of alphanumeric characters, lowercased.

@@ -165,3 +165,94 @@ fn a_malformed_line_fails_the_job_and_names_the_line() -> Result<()> {
     assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/readings.csv"));
     Ok(())
 }
+
+/// The newest completed checkpoint under a checkpoint directory.
+fn newest_checkpoint(checkpoints: &std::path::Path) -> Option<std::path::PathBuf> {
+    let mut completed = Vec::new();
+    for job in std::fs::read_dir(checkpoints).ok()?.flatten() {
+        for checkpoint in std::fs::read_dir(job.path()).ok()?.flatten() {
+            let name = checkpoint.file_name().to_string_lossy().into_owned();
+            if let Some(number) = name.strip_prefix("chk-").and_then(|n| n.parse::<u64>().ok())
+                && checkpoint.path().join("_metadata").exists()
+            {
+                completed.push((number, checkpoint.path()));
+            }
+        }
+    }
+    completed.into_iter().max().map(|(_, path)| path)
+}
+
+/// Sorted lines of the committed part files in `dir`.
+fn committed(dir: &std::path::Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir).map(|listing| listing.flatten().collect::<Vec<_>>()).unwrap_or_default() {
+        if entry.file_name().to_string_lossy().starts_with("part-") {
+            lines.extend(std::fs::read_to_string(entry.path()).unwrap_or_default().lines().map(str::to_owned));
+        }
+    }
+    lines.sort();
+    lines
+}
+
+#[test]
+fn killed_mid_run_and_resumed_from_the_newest_checkpoint_gives_one_runs_output() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("readings.csv");
+    let mut text = String::new();
+    for i in 0..300_000i64 {
+        text.push_str(&format!("{},key-{},{}\n", i * 3, (i * 7919) % 100, i % 1000));
+    }
+    std::fs::write(&input, &text)?;
+    let expected = group_by(&text, 10_000);
+    let (output, checkpoints) = (dir.path().join("out"), dir.path().join("checkpoints"));
+    let path = |path: &std::path::Path| path.to_str().map(str::to_owned).context("utf-8 path");
+    let args = vec![
+        path(&input)?,
+        "--window-ms".into(),
+        "10000".into(),
+        "--output".into(),
+        path(&output)?,
+        "--checkpoint-dir".into(),
+        path(&checkpoints)?,
+        "--checkpoint-interval-ms".into(),
+        "100".into(),
+        "--parallelism".into(),
+        "2".into(),
+    ];
+    for backend in ["memory", "rocksdb"] {
+        let _ = std::fs::remove_dir_all(&output);
+        let _ = std::fs::remove_dir_all(&checkpoints);
+        let mut first = Command::new(common::example_binary("event_time_windows")?)
+            .args(&args)
+            .args(["--state-backend", backend])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        // Wait until a checkpoint has committed output, then kill the process hard.
+        let started = std::time::Instant::now();
+        while committed(&output).is_empty() {
+            if let Some(status) = first.try_wait()? {
+                bail!("the first run ended ({status}) before it could be killed");
+            }
+            if started.elapsed() > std::time::Duration::from_secs(60) {
+                first.kill()?;
+                bail!("no checkpoint committed output within a minute");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        first.kill()?;
+        first.wait()?;
+        let partial = committed(&output);
+        assert!(partial.len() < expected.len(), "{backend}: killed too late to test anything");
+        let checkpoint = newest_checkpoint(&checkpoints).context("a completed checkpoint")?;
+        let second = Command::new(common::example_binary("event_time_windows")?)
+            .args(&args)
+            .args(["--state-backend", backend, "--from-checkpoint", &path(&checkpoint)?])
+            .output()?;
+        if !second.status.success() {
+            bail!("the resumed run failed: {}", String::from_utf8_lossy(&second.stderr));
+        }
+        assert_eq!(committed(&output), expected, "{backend}: both runs' committed files are one run's output");
+    }
+    Ok(())
+}
