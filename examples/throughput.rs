@@ -15,10 +15,15 @@
 //!   keys) → 1 s tumbling event-time windows, count + sum kept as one
 //!   accumulator per window → discard;
 //! - `window-process`: the same with a process window function, so each
-//!   window keeps its records until it fires.
+//!   window keeps its records until it fires;
+//! - `skewed-union`: `window-aggregate` over the union of the generator and a
+//!   second one at 1% of its records, rate-limited to 1% of the event-time
+//!   rate: with checkpoints, barriers wait at the union for the slow input
+//!   (`RUST_LOG=weir_worker=debug` logs each task's alignment time).
 //!
-//! `--state-backend memory|rocksdb` picks where window state lives (RocksDB
-//! in a temporary directory).
+//! The engine flags apply: `--state-backend memory|rocksdb` picks where keyed
+//! state lives, `--checkpoint-dir DIR --checkpoint-interval-ms N` takes
+//! checkpoints (generator positions and keyed state), as in every job.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -26,14 +31,13 @@ use std::time::Duration;
 use weir::prelude::*;
 use weir::state::AggregateFunction;
 
-const PIPELINES: [&str; 4] = ["stateless", "keyed", "window-aggregate", "window-process"];
+const PIPELINES: [&str; 5] = ["stateless", "keyed", "window-aggregate", "window-process", "skewed-union"];
 
 struct Options {
     pipeline: String,
     records: u64,
     keys: u64,
     events_per_second: u64,
-    rocksdb: bool,
 }
 
 /// `(key, value, timestamp ms)`.
@@ -84,20 +88,30 @@ fn main() -> ExitCode {
             eprintln!("error: {message}");
             eprintln!(
                 "usage: throughput --pipeline {} [--records N] [--keys N] [--events-per-second N] \
-                 [--state-backend memory|rocksdb] [--parallelism N]",
+                 [--parallelism N] [--state-backend memory|rocksdb] [--checkpoint-dir DIR --checkpoint-interval-ms N]",
                 PIPELINES.join("|")
             );
             return ExitCode::from(2);
         }
     };
-    let state_dir = tempfile_dir();
-    if options.rocksdb {
-        env.set_state_backend(StateBackend::RocksDb { dir: state_dir.clone() });
-    }
     let records = env.source(GeneratorSource::new(|index: u64| index).count(options.records));
     match options.pipeline.as_str() {
         "window-aggregate" => {
             windowed(&records, &options).aggregate(CountAndSum).discard();
+        }
+        "skewed-union" => {
+            // A second input at 1% of the first's rate: barriers from the
+            // fast input wait at the union for the slow one's (alignment).
+            let slow_rate = options.events_per_second as f64 / 100.0;
+            let slow = env.source(
+                // Indexes scaled ×100 keep its event time in step with the fast input's.
+                GeneratorSource::new(|index: u64| index * 100)
+                    .count(options.records / 100)
+                    .records_per_second(slow_rate)
+                    .named("Source: Slow generator"),
+            );
+            let both = records.union(&[slow]);
+            windowed(&both, &options).aggregate(CountAndSum).discard();
         }
         "window-process" => {
             windowed(&records, &options)
@@ -125,14 +139,16 @@ fn main() -> ExitCode {
         }
     }
     let executed = env.execute(&format!("throughput-{}", options.pipeline));
-    let _ = std::fs::remove_dir_all(&state_dir);
     match executed {
         Ok(result) => {
             let seconds = result.net_runtime.as_secs_f64();
             println!(
                 "pipeline={} backend={} parallelism={} records={} seconds={seconds:.3} records_per_second={:.0}",
                 options.pipeline,
-                if options.rocksdb { "rocksdb" } else { "memory" },
+                match env.state_backend() {
+                    StateBackend::Memory => "memory",
+                    StateBackend::RocksDb { .. } => "rocksdb",
+                },
                 env.parallelism(),
                 options.records,
                 options.records as f64 / seconds
@@ -147,13 +163,8 @@ fn main() -> ExitCode {
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
-    let mut options = Options {
-        pipeline: "stateless".into(),
-        records: 100_000_000,
-        keys: 10_000,
-        events_per_second: 5_000_000,
-        rocksdb: false,
-    };
+    let mut options =
+        Options { pipeline: "stateless".into(), records: 100_000_000, keys: 10_000, events_per_second: 5_000_000 };
     let mut args = args.iter();
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -164,15 +175,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--records" => options.records = number()?,
             "--keys" => options.keys = number()?.max(1),
             "--events-per-second" => options.events_per_second = number()?.max(1),
-            "--state-backend" if value == "memory" || value == "rocksdb" => options.rocksdb = value == "rocksdb",
-            "--state-backend" => return Err(format!("unknown state backend '{value}' (memory or rocksdb)")),
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
     Ok(options)
-}
-
-/// A fresh directory for RocksDB state under the system's temporary directory.
-fn tempfile_dir() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("weir-throughput-{}", std::process::id()))
 }

@@ -241,6 +241,11 @@ impl StreamEnv {
         self
     }
 
+    /// Where keyed state lives.
+    pub fn state_backend(&self) -> StateBackend {
+        self.inner.borrow().state_backend.clone()
+    }
+
     /// Takes a checkpoint every `interval` (Flink's `enableCheckpointing`);
     /// needs a checkpoint directory ([`StreamEnv::set_checkpoint_dir`]).
     pub fn enable_checkpointing(&self, interval: Duration) -> &Self {

@@ -349,7 +349,10 @@ impl LocalExecutor {
         let (report_tx, report_rx) = crossbeam_channel::unbounded();
         let run_id: Arc<str> = Arc::from(&weir_state::storage::unique_id(&progress.job_id)[..12]);
         let (tasks, controls) = self.plan(graph, factories, &run_cancel, progress, &report_tx, &run_id);
-        drop(report_tx);
+        // The driver keeps a sender itself: a disconnected line would make
+        // the select below return at once, forever (a busy loop that took a
+        // core from jobs without checkpointing).
+        let _report_line = report_tx;
         tracing::info!(job = %graph.name, tasks = tasks.len(), restored_from = ?progress.restore.as_ref().map(|r| r.metadata.id.0), "starting job");
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
         let mut threads = Vec::with_capacity(tasks.len());
@@ -392,6 +395,7 @@ impl LocalExecutor {
                 final_commits: Vec::new(),
                 plain_savepoints: std::collections::BTreeSet::new(),
                 stop_savepoint: None,
+                triggered_at: BTreeMap::new(),
                 graph,
             }
         });
@@ -594,6 +598,8 @@ struct CheckpointDriver<'a> {
     plain_savepoints: std::collections::BTreeSet<CheckpointId>,
     /// The stop-with-savepoint that completed, and when.
     stop_savepoint: Option<(CheckpointId, Instant)>,
+    /// When each pending checkpoint was triggered.
+    triggered_at: BTreeMap<CheckpointId, Instant>,
     /// Commits finished tasks left, run when a checkpoint records their
     /// final state or when the job succeeds.
     final_commits: Vec<crate::checkpoint::FinalCommit>,
@@ -674,6 +680,7 @@ impl CheckpointDriver<'_> {
                 Action::Trigger { id, savepoint } => {
                     progress.last_id = progress.last_id.max(id.0);
                     tracing::debug!(checkpoint = id.0, savepoint, "triggering checkpoint");
+                    self.triggered_at.insert(id, Instant::now());
                     self.send_to(true, TaskControl::Trigger { id, savepoint });
                 }
                 Action::WriteMetadata { id, acks, savepoint } => {
@@ -698,6 +705,16 @@ impl CheckpointDriver<'_> {
                     let now = Instant::now();
                     match written {
                         Ok((_, handle)) => {
+                            let size_bytes: u64 =
+                                metadata.files().iter().map(|file| file.size).sum::<u64>() + handle.size;
+                            let new_bytes: u64 = metadata
+                                .files()
+                                .iter()
+                                .filter(|file| !progress.files.references.contains_key(&file.path))
+                                .map(|file| file.size)
+                                .sum::<u64>()
+                                + handle.size;
+                            let duration = self.triggered_at.remove(&id).map(|started| started.elapsed());
                             let mut files = self.pending_files.remove(&id).unwrap_or_default();
                             files.push(handle.path);
                             let metadata = Arc::new(metadata);
@@ -711,7 +728,16 @@ impl CheckpointDriver<'_> {
                                     self.settings.storage.clone(),
                                 )));
                             }
-                            tracing::info!(checkpoint = id.0, savepoint, "checkpoint complete");
+                            let duration_ms = duration.map_or(0.0, |elapsed| elapsed.as_secs_f64() * 1e3);
+                            tracing::info!(
+                                checkpoint = id.0,
+                                savepoint,
+                                duration_ms,
+                                size_bytes,
+                                new_bytes,
+                                "checkpoint complete"
+                            );
+                            metrics::histogram!("weir_checkpoint_duration_seconds").record(duration_ms / 1e3);
                             metrics::counter!("weir_checkpoints_completed_total").increment(1);
                             // The finished tasks' final state is in this checkpoint now.
                             if let Err(message) = self.run_final_commits() {

@@ -345,7 +345,9 @@ impl Alignment {
         gate.unblock_all();
         self.last = barrier.id;
         if let Some(started) = self.started.take() {
-            metrics::histogram!("weir_checkpoint_alignment_seconds").record(started.elapsed().as_secs_f64());
+            let seconds = started.elapsed().as_secs_f64();
+            metrics::histogram!("weir_checkpoint_alignment_seconds").record(seconds);
+            tracing::debug!(checkpoint = barrier.id.0, alignment_ms = seconds * 1e3, "barriers aligned");
         }
         Some(barrier)
     }
