@@ -276,6 +276,20 @@ fn edge_from_proto(edge: pb::JobEdge) -> Result<JobEdge, JobGraphError> {
     Ok(JobEdge { source: VertexId(edge.source_vertex), target: VertexId(edge.target_vertex), partitioning })
 }
 
+/// A fingerprint of a job graph as it travels (hex XXH3-128 of its protobuf
+/// encoding): a job binary in task mode compares the graph it rebuilds with
+/// the one that was submitted.
+pub fn fingerprint(graph: &pb::JobGraph) -> String {
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&graph.encode_to_vec()))
+}
+
+impl JobGraph {
+    /// The fingerprint of this graph's wire form (see [`fingerprint`]).
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&pb::JobGraph::from(self))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,11 +1,17 @@
 //! `weir-coordinator`: the control plane of a Weir cluster.
 //!
-//! It will own job submission, the compilation of a job graph into an
-//! execution graph, scheduling onto worker slots, checkpoint coordination,
-//! failure detection and restarts (the cluster issue). Today it is empty: the
-//! local runtime runs jobs without a coordinator.
+//! It owns the cluster's workers and jobs ([`cluster`], the decisions, pure)
+//! and the coordinator process ([`server`]: the gRPC `Coordinator` service,
+//! the artifact store of job binaries, the durable job table, failure
+//! detection by heartbeats, scheduling onto worker slots and redeployment
+//! from the latest checkpoint).
 //!
 //! It builds on `weir-proto` and `weir-common` only. It must never depend on
 //! the task runtime (`weir-worker`), RocksDB (`weir-state`) or user code
-//! (`weir-api`): to the coordinator, state is opaque handles and a job is a
-//! graph plus a binary.
+//! (`weir-api`): to the coordinator a job is a binary plus a graph, and its
+//! checkpoints are directories.
+
+pub mod cluster;
+pub mod server;
+
+pub use server::{CoordinatorConfig, CoordinatorError, serve};

@@ -375,6 +375,7 @@ impl StreamEnv {
             state.misuse = None;
             state.generation += 1;
             let (compiled, settings) = compiled?;
+            cluster_modes(&compiled.graph)?;
             let executor = LocalExecutor::new(state.executor_config(name)?);
             (settings, compiled, executor, state.restore_from.clone())
         };
@@ -439,6 +440,58 @@ impl StreamEnv {
 /// Why a handle from an earlier job cannot be used.
 pub(crate) const STALE_HANDLE: &str =
     "a stream of an earlier job (built before the last execute) was used; build each job from its own sources";
+
+/// Environment variable: plan mode. The binary writes its job graph (protobuf)
+/// to this file and exits instead of running (`weir submit` uses it).
+pub const PLAN_OUTPUT_ENV: &str = "WEIR_PLAN_OUTPUT";
+/// Environment variable: task mode. The fingerprint of the submitted graph;
+/// the binary refuses to run a different one.
+pub const GRAPH_HASH_ENV: &str = "WEIR_GRAPH_HASH";
+/// Environment variable: the worker that launched this job process; the
+/// process ends when that worker is gone.
+pub const WORKER_PID_ENV: &str = "WEIR_WORKER_PID";
+
+/// The cluster's ways of running a job binary, chosen by environment variables.
+fn cluster_modes(graph: &JobGraph) -> Result<()> {
+    if let Some(path) = std::env::var_os(PLAN_OUTPUT_ENV) {
+        let path = PathBuf::from(path);
+        std::fs::write(&path, graph.encode()).map_err(|error| {
+            Error::InvalidJob(format!("plan mode: cannot write the job graph to '{}': {error}", path.display()))
+        })?;
+        // Planning is all a plan-mode run does.
+        std::process::exit(0);
+    }
+    if let Ok(expected) = std::env::var(GRAPH_HASH_ENV) {
+        let planned = graph.fingerprint();
+        if planned != expected {
+            return Err(Error::InvalidJob(format!(
+                "this binary builds a job graph ({planned}) other than the one submitted ({expected}): \
+                 it was rebuilt or runs with other arguments; submit it again"
+            )));
+        }
+    }
+    if let Some(worker) = std::env::var(WORKER_PID_ENV).ok().and_then(|pid| pid.parse::<u32>().ok()) {
+        watch_worker(worker);
+    }
+    Ok(())
+}
+
+/// Ends this process when its worker (its parent) is gone, so a lost worker
+/// leaves no job process running unseen.
+fn watch_worker(worker: u32) {
+    #[cfg(unix)]
+    let _ = std::thread::Builder::new().name("worker watch".into()).spawn(move || {
+        loop {
+            if std::os::unix::process::parent_id() != worker {
+                tracing::error!(worker, "the worker that launched this job process is gone; stopping");
+                std::process::exit(137);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = worker;
+}
 
 /// Checkpoint settings as the program gives them.
 #[derive(Clone, Debug, Default)]

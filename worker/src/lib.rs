@@ -9,6 +9,9 @@
 //! them on their own threads and turns the first failure into a job error that
 //! names the operator and subtask ([`LocalExecutor`]).
 //!
+//! It also holds the worker daemon ([`daemon`]): registration with the
+//! coordinator, heartbeats, and the job processes it launches.
+//!
 //! It is type-erased: records travel as opaque [`Batch`]es and tasks are trait
 //! objects built by the typed layer (`weir-api`), which owns operators,
 //! partitioners and serialization. It must never depend on the user API or on
@@ -18,6 +21,7 @@ pub mod blame;
 pub mod cancel;
 pub mod channel;
 pub mod checkpoint;
+pub mod daemon;
 pub mod error;
 pub mod event;
 pub mod executor;

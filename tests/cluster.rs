@@ -1,0 +1,256 @@
+//! The cluster as real processes on 127.0.0.1 with ephemeral ports: a
+//! coordinator, workers, and `weir submit` of a compiled example. The test
+//! kills only the processes it started.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+mod common;
+
+const WEIR: &str = env!("CARGO_BIN_EXE_weir");
+
+/// A process started by the test, killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `weir ARGS` and waits for its line starting with `prefix`; returns
+/// the process and the rest of that line (the URL it serves on).
+fn start(args: &[&str], prefix: &str) -> Result<(Process, String)> {
+    let mut child = Command::new(WEIR).args(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let process = Process(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let url = line.trim().strip_prefix(prefix).with_context(|| format!("unexpected first line {line:?}"))?;
+    Ok((process, url.to_owned()))
+}
+
+struct Cluster {
+    url: String,
+    _coordinator: Process,
+    workers: Vec<(Process, String)>,
+    dir: PathBuf,
+}
+
+impl Cluster {
+    fn start(dir: &Path, workers: usize, slots: u32) -> Result<Self> {
+        let data = dir.join("coordinator");
+        let (coordinator, url) = start(
+            &["coordinator", "--bind", "127.0.0.1:0", "--data-dir", data.to_str().context("path")?],
+            "coordinator listening on ",
+        )?;
+        let mut cluster = Self { url, _coordinator: coordinator, workers: Vec::new(), dir: dir.to_path_buf() };
+        for _ in 0..workers {
+            cluster.add_worker(slots)?;
+        }
+        Ok(cluster)
+    }
+
+    fn add_worker(&mut self, slots: u32) -> Result<()> {
+        let data = self.dir.join(format!("worker-{}", self.workers.len()));
+        let slots = slots.to_string();
+        let args =
+            ["worker", "--coordinator", &self.url, "--slots", &slots, "--data-dir", data.to_str().context("path")?];
+        let (process, url) = start(&args, "worker serving on ")?;
+        self.workers.push((process, url));
+        Ok(())
+    }
+
+    /// Runs `weir COMMAND --coordinator URL REST…`.
+    fn weir(&self, args: &[&str]) -> Result<std::process::Output> {
+        let (command, rest) = args.split_first().context("a command")?;
+        Ok(Command::new(WEIR).arg(command).args(["--coordinator", &self.url]).args(rest).output()?)
+    }
+
+    /// The state and worker of a job, from `weir status`.
+    fn status(&self, job: &str) -> Result<String> {
+        let output = self.weir(&["status", job])?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Waits until `weir status` shows `state` and every one of `also`.
+    fn wait_for(&self, job: &str, state: &str, also: &[&str], limit: Duration) -> Result<String> {
+        let started = Instant::now();
+        loop {
+            let status = self.status(job)?;
+            if status.contains(&format!(" {state} ")) && also.iter().all(|text| status.contains(text)) {
+                return Ok(status);
+            }
+            if status.contains(" FAILED ") || started.elapsed() > limit {
+                bail!("job {job} is not {state}: {status}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn write_readings(path: &Path, count: i64) -> Result<String> {
+    let mut text = String::new();
+    for i in 0..count {
+        text.push_str(&format!("{},key-{},{}\n", i * 3, (i * 7919) % 50, i % 1000));
+    }
+    std::fs::write(path, &text)?;
+    Ok(text)
+}
+
+/// Window rows `start,end,key,count,sum` by a plain group-by.
+fn group_by(text: &str, size: i64) -> Vec<String> {
+    let mut groups: BTreeMap<(i64, String), (u64, i64)> = BTreeMap::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split(',').collect();
+        let (timestamp, value): (i64, i64) = (fields[0].parse().unwrap_or(0), fields[2].parse().unwrap_or(0));
+        let entry = groups.entry((timestamp - timestamp.rem_euclid(size), fields[1].to_owned())).or_default();
+        entry.0 += 1;
+        entry.1 += value;
+    }
+    let mut rows: Vec<String> = groups
+        .into_iter()
+        .map(|((start, key), (count, sum))| format!("{start},{},{key},{count},{sum}", start + size))
+        .collect();
+    rows.sort();
+    rows
+}
+
+fn committed(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("part-") {
+            lines.extend(std::fs::read_to_string(entry.path()).unwrap_or_default().lines().map(str::to_owned));
+        }
+    }
+    lines.sort();
+    lines
+}
+
+fn job_args<'a>(input: &'a str, output: &'a str) -> Vec<&'a str> {
+    vec![input, "--window-ms", "1000", "--output", output, "--checkpoint-interval-ms", "100"]
+}
+
+#[test]
+fn a_submitted_job_gives_the_output_of_a_local_run() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cluster = Cluster::start(dir.path(), 2, 2)?;
+    let input = dir.path().join("readings.csv");
+    let text = write_readings(&input, 30_000)?;
+    let example = common::example_binary("event_time_windows")?;
+    let (input, output) = (input.to_str().context("path")?, dir.path().join("out"));
+    let output_arg = output.to_str().context("path")?;
+    let submitted = Instant::now();
+    let example_arg = example.to_str().context("path")?;
+    let mut args = vec!["submit", example_arg, "--parallelism", "2", "--"];
+    args.extend(job_args(input, output_arg));
+    let run = cluster.weir(&args)?;
+    if !run.status.success() {
+        bail!("submit failed: {}", String::from_utf8_lossy(&run.stderr));
+    }
+    eprintln!("submit to finished: {:?}", submitted.elapsed());
+    // The same binary run locally.
+    let local_output = dir.path().join("local");
+    let local = Command::new(&example)
+        .args(job_args(input, local_output.to_str().context("path")?))
+        .args(["--parallelism", "2", "--checkpoint-dir", dir.path().join("local-chk").to_str().context("path")?])
+        .output()?;
+    assert!(local.status.success(), "{}", String::from_utf8_lossy(&local.stderr));
+    let expected = group_by(&text, 1000);
+    assert_eq!(committed(&output), expected);
+    assert_eq!(committed(&local_output), expected);
+    Ok(())
+}
+
+#[test]
+fn a_killed_worker_is_replaced_and_the_output_stays_exact() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cluster = Cluster::start(dir.path(), 2, 2)?;
+    let input = dir.path().join("readings.csv");
+    let text = write_readings(&input, 400_000)?;
+    let example = common::example_binary("event_time_windows")?;
+    let (input, output) = (input.to_str().context("path")?, dir.path().join("out"));
+    let output_arg = output.to_str().context("path")?;
+    let example_arg = example.to_str().context("path")?;
+    let mut args = vec!["submit", example_arg, "--parallelism", "2", "--detached", "--"];
+    args.extend(job_args(input, output_arg));
+    let submitted = cluster.weir(&args)?;
+    let job = String::from_utf8(submitted.stdout)?.trim().to_owned();
+    assert!(job.starts_with("job-"), "{}", String::from_utf8_lossy(&submitted.stderr));
+    let status = cluster.wait_for(&job, "RUNNING", &[], Duration::from_secs(30))?;
+    // Kill the worker running it once a checkpoint has committed output.
+    let started = Instant::now();
+    while committed(&output).is_empty() {
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("no output committed within a minute");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let victim = cluster
+        .workers
+        .iter()
+        .position(|(_, url)| status.contains(url.trim_start_matches("http://")))
+        .context("the job's worker")?;
+    let (mut process, _) = cluster.workers.remove(victim);
+    process.0.kill()?;
+    let killed = Instant::now();
+    let again = cluster.wait_for(&job, "RUNNING", &["attempts=2"], Duration::from_secs(30))?;
+    eprintln!("worker killed -> job running again: {:?} ({})", killed.elapsed(), again.trim());
+    cluster.wait_for(&job, "FINISHED", &[], Duration::from_secs(120))?;
+    assert_eq!(committed(&output), group_by(&text, 1000), "nothing lost, nothing twice");
+    Ok(())
+}
+
+#[test]
+fn bad_submissions_get_clear_errors_and_the_cluster_stays_healthy() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cluster = Cluster::start(dir.path(), 1, 2)?;
+    let stderr = |output: std::process::Output| String::from_utf8_lossy(&output.stderr).into_owned();
+    // Not a Weir job: a program that exits without planning.
+    let not_a_job = cluster.weir(&["submit", "/bin/true"])?;
+    assert!(!not_a_job.status.success());
+    assert!(stderr(not_a_job).contains("is not a Weir job"));
+    // A job binary that fails while planning (a malformed flag).
+    let example = common::example_binary("event_time_windows")?;
+    let example_arg = example.to_str().context("path")?;
+    let failing = cluster.weir(&["submit", example_arg, "--", "--window-ms", "zero"])?;
+    assert!(!failing.status.success());
+    assert!(stderr(failing).contains("failed while planning"));
+    // A missing binary.
+    let missing = cluster.weir(&["submit", "/nonexistent/job"])?;
+    assert!(stderr(missing).contains("/nonexistent/job"));
+    // An unreachable coordinator.
+    let unreachable = Command::new(WEIR).args(["list", "--coordinator", "http://127.0.0.1:1"]).output()?;
+    assert!(!unreachable.status.success());
+    assert!(stderr(unreachable).contains("cannot reach the coordinator at http://127.0.0.1:1"));
+    // A truncated upload: the header promises more than arrives.
+    let runtime = tokio::runtime::Runtime::new()?;
+    let refused = runtime.block_on(async {
+        use weir_proto::v1 as pb;
+        let mut client = pb::coordinator_client::CoordinatorClient::connect(cluster.url.clone()).await?;
+        let header = pb::ArtifactHeader { sha256: "a".repeat(64), size: 1000 };
+        let parts = vec![
+            pb::UploadArtifactRequest { part: Some(pb::upload_artifact_request::Part::Header(header)) },
+            pb::UploadArtifactRequest { part: Some(pb::upload_artifact_request::Part::Chunk(vec![1, 2, 3])) },
+        ];
+        let answer = client.upload_artifact(tokio_stream::iter(parts)).await;
+        anyhow::Ok(answer.expect_err("a truncated upload is refused").message().to_owned())
+    })?;
+    assert!(refused.contains("does not match its header"), "{refused}");
+    // The cluster still runs a good job.
+    let input = dir.path().join("readings.csv");
+    let text = write_readings(&input, 3_000)?;
+    let output = dir.path().join("out");
+    let mut args = vec!["submit", example_arg, "--"];
+    args.extend(job_args(input.to_str().context("path")?, output.to_str().context("path")?));
+    let good = cluster.weir(&args)?;
+    assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
+    assert_eq!(committed(&output), group_by(&text, 1000));
+    Ok(())
+}
