@@ -1,7 +1,7 @@
 //! `weir`: the command line of a Weir cluster.
 //!
 //! ```text
-//! weir coordinator [--bind 127.0.0.1:6123] [--data-dir DIR]
+//! weir coordinator [--bind 127.0.0.1:6123] [--data-dir DIR] [--heartbeat-interval-ms 500] [--heartbeat-timeout-ms 3000]
 //! weir worker --coordinator http://HOST:PORT [--slots N] [--data-dir DIR] [--bind ADDR]
 //! weir submit JOB_BINARY [--coordinator URL] [--parallelism N] [--from-savepoint PATH] [--detached] [-- JOB_ARGS…]
 //! weir list | status JOB_ID | cancel JOB_ID   [--coordinator URL]
@@ -49,6 +49,22 @@ fn command() -> Command {
                         .value_name("DIR")
                         .default_value("weir-data/coordinator")
                         .value_parser(value_parser!(PathBuf)),
+                )
+                .arg(
+                    Arg::new("heartbeat-interval-ms")
+                        .long("heartbeat-interval-ms")
+                        .value_name("MS")
+                        .default_value("500")
+                        .value_parser(value_parser!(u64).range(10..))
+                        .help("how often workers heartbeat"),
+                )
+                .arg(
+                    Arg::new("heartbeat-timeout-ms")
+                        .long("heartbeat-timeout-ms")
+                        .value_name("MS")
+                        .default_value("3000")
+                        .value_parser(value_parser!(u64).range(50..))
+                        .help("a worker silent this long is lost and its jobs move"),
                 ),
         )
         .subcommand(
@@ -132,11 +148,13 @@ async fn run(matches: ArgMatches) -> Result<ExitCode> {
         Some(("coordinator", args)) => {
             let bind = *args.get_one::<SocketAddr>("bind").context("--bind")?;
             let data_dir = args.get_one::<PathBuf>("data-dir").context("--data-dir")?.clone();
+            let mut config = weir_coordinator::CoordinatorConfig::new(bind, data_dir);
+            config.heartbeat_interval =
+                Duration::from_millis(*args.get_one::<u64>("heartbeat-interval-ms").context("interval")?);
+            config.heartbeat_timeout =
+                Duration::from_millis(*args.get_one::<u64>("heartbeat-timeout-ms").context("timeout")?);
             let (ready, address) = tokio::sync::oneshot::channel();
-            let server = tokio::spawn(weir_coordinator::serve(
-                weir_coordinator::CoordinatorConfig::new(bind, data_dir),
-                Some(ready),
-            ));
+            let server = tokio::spawn(weir_coordinator::serve(config, Some(ready)));
             if let Ok(address) = address.await {
                 println!("coordinator listening on http://{address}");
             }
