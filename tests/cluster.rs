@@ -38,7 +38,8 @@ fn start(args: &[&str], prefix: &str) -> Result<(Process, String)> {
 
 struct Cluster {
     url: String,
-    _coordinator: Process,
+    /// Killed when taken and dropped.
+    coordinator: Option<Process>,
     workers: Vec<(Process, String)>,
     dir: PathBuf,
 }
@@ -50,7 +51,7 @@ impl Cluster {
             &["coordinator", "--bind", "127.0.0.1:0", "--data-dir", data.to_str().context("path")?],
             "coordinator listening on ",
         )?;
-        let mut cluster = Self { url, _coordinator: coordinator, workers: Vec::new(), dir: dir.to_path_buf() };
+        let mut cluster = Self { url, coordinator: Some(coordinator), workers: Vec::new(), dir: dir.to_path_buf() };
         for _ in 0..workers {
             cluster.add_worker(slots)?;
         }
@@ -252,5 +253,44 @@ fn bad_submissions_get_clear_errors_and_the_cluster_stays_healthy() -> Result<()
     let good = cluster.weir(&args)?;
     assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
     assert_eq!(committed(&output), group_by(&text, 1000));
+    Ok(())
+}
+
+#[test]
+fn a_killed_coordinator_restarted_resumes_the_job_with_exact_output() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // A fixed port, so the worker finds the restarted coordinator.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let bind = format!("127.0.0.1:{port}");
+    let data = dir.path().join("coordinator");
+    let data_arg = data.to_str().context("path")?;
+    let coordinator_args = ["coordinator", "--bind", &bind, "--data-dir", data_arg];
+    let (coordinator, url) = start(&coordinator_args, "coordinator listening on ")?;
+    let mut cluster =
+        Cluster { url, coordinator: Some(coordinator), workers: Vec::new(), dir: dir.path().to_path_buf() };
+    cluster.add_worker(2)?;
+    let input = dir.path().join("readings.csv");
+    let text = write_readings(&input, 400_000)?;
+    let example = common::example_binary("event_time_windows")?;
+    let (input, output) = (input.to_str().context("path")?, dir.path().join("out"));
+    let output_arg = output.to_str().context("path")?;
+    let example_arg = example.to_str().context("path")?;
+    let mut args = vec!["submit", example_arg, "--parallelism", "2", "--detached", "--"];
+    args.extend(job_args(input, output_arg));
+    let job = String::from_utf8(cluster.weir(&args)?.stdout)?.trim().to_owned();
+    cluster.wait_for(&job, "RUNNING", &[], Duration::from_secs(30))?;
+    let started = Instant::now();
+    while committed(&output).is_empty() {
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("no output committed within a minute");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Kill the coordinator hard, then start it again on the same port and data.
+    drop(cluster.coordinator.take());
+    let (restarted, _) = start(&coordinator_args, "coordinator listening on ")?;
+    cluster.coordinator = Some(restarted);
+    cluster.wait_for(&job, "FINISHED", &[], Duration::from_secs(120))?;
+    assert_eq!(committed(&output), group_by(&text, 1000), "nothing lost, nothing twice");
     Ok(())
 }

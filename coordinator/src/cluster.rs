@@ -125,13 +125,15 @@ pub struct Cluster {
 
 impl Cluster {
     /// A cluster that remembers `jobs` (from the coordinator's data directory):
-    /// jobs that were running go back to scheduling from their checkpoints.
+    /// jobs that were running go back to scheduling from their latest
+    /// checkpoints (their workers stop the processes they ran when they find
+    /// the new coordinator does not know them).
     pub fn recovered(jobs: Vec<Job>) -> Self {
         let mut cluster = Self::default();
         for mut job in jobs {
             if !job.is_terminal() {
                 job.worker = None;
-                job.set(JobState::Scheduling, "coordinator restarted; waiting for workers");
+                job.set(JobState::Restarting, "coordinator restarted");
             }
             cluster.jobs.insert(job.id.clone(), job);
         }

@@ -205,8 +205,12 @@ async fn carry_out(shared: Arc<Shared>, command: Command) {
                 let (Some(address), Some(entry)) = (cluster.worker_address(&worker), cluster.job(&job)) else { return };
                 let mut args =
                     vec!["--checkpoint-dir".to_owned(), shared.checkpoint_dir(&job).to_string_lossy().into_owned()];
-                if let Some(restore) = &entry.restore_from {
-                    args.extend(["--from-checkpoint".to_owned(), restore.clone()]);
+                // Looked up now, not when the job was requeued: a process the
+                // coordinator lost track of may have checkpointed meanwhile.
+                let latest =
+                    latest_checkpoint(&shared.checkpoint_dir(&job)).map(|path| path.to_string_lossy().into_owned());
+                if let Some(restore) = latest.or_else(|| entry.restore_from.clone()) {
+                    args.extend(["--from-checkpoint".to_owned(), restore]);
                 }
                 args.extend(entry.args.iter().cloned());
                 let request = pb::DeployJobRequest {
