@@ -52,6 +52,16 @@ impl StridedSplits {
     /// The next index to read, taking the splits in turn; `None` when all are done.
     #[inline]
     pub(crate) fn next_index(&mut self) -> Option<u64> {
+        // The usual case, one split per reader, without the turn-taking.
+        if let [split] = self.splits.as_mut_slice() {
+            if split.next >= self.end {
+                self.splits.clear();
+                return None;
+            }
+            let index = split.next;
+            split.next = split.next.saturating_add(split.step);
+            return Some(index);
+        }
         loop {
             if self.splits.is_empty() {
                 return None;
