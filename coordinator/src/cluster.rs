@@ -42,8 +42,8 @@ pub struct Job {
     pub graph_hash: String,
     /// Slots it needs (its widest vertex's parallelism).
     pub slots: u32,
-    /// Where it starts from when (re)deployed: the submitted savepoint, then
-    /// the latest completed checkpoint.
+    /// The savepoint it was submitted with; a redeployment starts from the
+    /// job's newest completed checkpoint instead, when there is one.
     pub restore_from: Option<String>,
     /// Its state, as `JobState as i32`.
     pub state: i32,
@@ -246,13 +246,10 @@ impl Cluster {
         lost
     }
 
-    /// Jobs that lost their process go back to scheduling; `latest` gives a
-    /// job's newest completed checkpoint, where it starts again.
-    pub fn requeue_restarting(&mut self, latest: impl Fn(&str) -> Option<String>) {
+    /// Jobs that lost their process go back to scheduling (the deployment
+    /// starts them from their newest checkpoint, looked up then).
+    pub fn requeue_restarting(&mut self) {
         for job in self.jobs.values_mut().filter(|job| job.state() == JobState::Restarting) {
-            if let Some(checkpoint) = latest(&job.id) {
-                job.restore_from = Some(checkpoint);
-            }
             job.set(JobState::Scheduling, "restarting from its latest checkpoint");
         }
     }
@@ -345,7 +342,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_worker_sends_its_jobs_back_to_scheduling_from_their_checkpoint() {
+    fn a_lost_worker_sends_its_jobs_to_another_worker() {
         let now = Instant::now();
         let mut cluster = Cluster::default();
         let first = cluster.register("w1".into(), 2, now);
@@ -356,10 +353,9 @@ mod tests {
         let second = cluster.register("w2".into(), 2, now + Duration::from_secs(4));
         cluster.heartbeat(&second, now + Duration::from_secs(4));
         assert_eq!(cluster.expire_workers(now + Duration::from_secs(4), Duration::from_secs(3)), vec![first]);
-        cluster.requeue_restarting(|_| Some("/chk/job/chk-7".into()));
+        cluster.requeue_restarting();
         let placed = cluster.schedule();
         assert_eq!(placed, vec![Command::Deploy { job: "a".into(), worker: second, attempt: 2 }]);
-        assert_eq!(cluster.job("a").and_then(|job| job.restore_from.clone()).as_deref(), Some("/chk/job/chk-7"));
         cluster.process_exited("a", 1, -1, "late report of the lost deployment");
         assert_eq!(cluster.job("a").map(Job::state), Some(JobState::Deploying), "stale reports are ignored");
         cluster.process_exited("a", 2, 0, "");

@@ -181,9 +181,7 @@ async fn control_loop(shared: Arc<Shared>) {
             for worker in cluster.expire_workers(Instant::now(), shared.config.heartbeat_timeout) {
                 tracing::warn!(%worker, "worker lost: no heartbeat within the timeout");
             }
-            cluster.requeue_restarting(|job| {
-                latest_checkpoint(&shared.checkpoint_dir(job)).map(|path| path.to_string_lossy().into_owned())
-            });
+            cluster.requeue_restarting();
             cluster.schedule()
         };
         if commands.is_empty() {
@@ -463,4 +461,23 @@ fn xxhash_id(artifact: &str) -> u64 {
     let seed = format!("{artifact}:{}:{}", now_ms(), COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     let digest = Sha256::digest(seed.as_bytes());
     u64::from_be_bytes(digest[..8].try_into().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::latest_checkpoint;
+
+    #[test]
+    fn the_latest_checkpoint_is_the_highest_completed_one_of_any_run() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (run, checkpoint, complete) in [("run-a", 3, true), ("run-b", 7, true), ("run-b", 9, false)] {
+            let path = dir.path().join(run).join(format!("chk-{checkpoint}"));
+            std::fs::create_dir_all(&path).expect("dir");
+            if complete {
+                std::fs::write(path.join("_metadata"), b"metadata").expect("file");
+            }
+        }
+        assert_eq!(latest_checkpoint(dir.path()), Some(dir.path().join("run-b").join("chk-7")));
+        assert_eq!(latest_checkpoint(&dir.path().join("missing")), None);
+    }
 }

@@ -565,7 +565,6 @@ where
         if self.settings.assigner.is_merging() {
             windows[0] = self.merge_into_sessions(windows[0])?;
         }
-        let trigger = self.settings.trigger.clone();
         let mut skipped = true;
         for window in &windows {
             if self.is_window_late(window) {
@@ -585,7 +584,9 @@ where
                     TriggerResult::Continue
                 }
             } else {
-                trigger.on_element(&record, assign_time, window, &mut self.trigger_context())
+                // Disjoint fields: the trigger is read while the state is lent to it.
+                let mut context = TriggerContext { backend: &mut self.state };
+                self.settings.trigger.on_element(&record, assign_time, window, &mut context)
             };
             self.check_trigger()?;
             self.react(&key, window, result)?;
