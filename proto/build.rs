@@ -9,7 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Safe here: a build script is single-threaded, nothing reads the environment concurrently.
         unsafe { std::env::set_var("PROTOC", protoc) };
     }
-    let protos = ["proto/job_graph.proto", "proto/cluster.proto"];
+    let protos = ["proto/job_graph.proto", "proto/cluster.proto", "proto/exchange.proto"];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

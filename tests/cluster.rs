@@ -138,16 +138,63 @@ fn job_args<'a>(input: &'a str, output: &'a str) -> Vec<&'a str> {
     vec![input, "--window-ms", "1000", "--output", output, "--checkpoint-interval-ms", "100"]
 }
 
+/// The generated readings `event_time_windows --generate N` reads.
+fn generated_readings(count: i64) -> String {
+    (0..count).map(|i| format!("{},key-{},{}\n", i * 3, (i * 7919) % 50, i % 1000)).collect()
+}
+
+fn generator_args<'a>(count: &'a str, output: &'a str) -> Vec<&'a str> {
+    vec!["--generate", count, "--window-ms", "1000", "--output", output, "--checkpoint-interval-ms", "100"]
+}
+
+/// The workers of a job, leader first, from `weir status`.
+fn job_workers(status: &str) -> Vec<String> {
+    let list = status.split("workers=").nth(1).and_then(|rest| rest.split_whitespace().next()).unwrap_or_default();
+    list.split(',').filter(|worker| !worker.is_empty()).map(str::to_owned).collect()
+}
+
 #[test]
-fn a_submitted_job_gives_the_output_of_a_local_run() -> Result<()> {
+fn a_job_spread_over_three_workers_gives_the_output_of_a_local_run() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let cluster = Cluster::start(dir.path(), 2, 2)?;
+    let cluster = Cluster::start(dir.path(), 3, 2)?;
+    let example = common::example_binary("event_time_windows")?;
+    let output = dir.path().join("out");
+    let output_arg = output.to_str().context("path")?;
+    let example_arg = example.to_str().context("path")?;
+    let mut args = vec!["submit", example_arg, "--parallelism", "4", "--detached", "--"];
+    args.extend(generator_args("200000", output_arg));
+    let submitted = Instant::now();
+    let run = cluster.weir(&args)?;
+    let job = String::from_utf8(run.stdout)?.trim().to_owned();
+    assert!(job.starts_with("job-"), "{}", String::from_utf8_lossy(&run.stderr));
+    let running = cluster.wait_for(&job, "RUNNING", &[], Duration::from_secs(30))?;
+    eprintln!("submit to running: {:?}", submitted.elapsed());
+    // Four slices over three workers of two slots: every worker runs a process.
+    assert_eq!(job_workers(&running).len(), 3, "{running}");
+    cluster.wait_for(&job, "FINISHED", &[], Duration::from_secs(120))?;
+    eprintln!("submit to finished: {:?}", submitted.elapsed());
+    // The same binary run locally.
+    let local_output = dir.path().join("local");
+    let mut local_args = generator_args("200000", local_output.to_str().context("path")?);
+    let local_checkpoints = dir.path().join("local-chk");
+    local_args.extend(["--parallelism", "4", "--checkpoint-dir", local_checkpoints.to_str().context("path")?]);
+    let local = Command::new(&example).args(local_args).output()?;
+    assert!(local.status.success(), "{}", String::from_utf8_lossy(&local.stderr));
+    let expected = group_by(&generated_readings(200_000), 1000);
+    assert_eq!(committed(&local_output), expected);
+    assert_eq!(committed(&output), expected, "the cluster's output equals the local run's");
+    Ok(())
+}
+
+#[test]
+fn a_file_job_submitted_and_waited_for_gives_the_output_of_a_local_run() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cluster = Cluster::start(dir.path(), 2, 1)?;
     let input = dir.path().join("readings.csv");
     let text = write_readings(&input, 30_000)?;
     let example = common::example_binary("event_time_windows")?;
     let (input, output) = (input.to_str().context("path")?, dir.path().join("out"));
     let output_arg = output.to_str().context("path")?;
-    let submitted = Instant::now();
     let example_arg = example.to_str().context("path")?;
     let mut args = vec!["submit", example_arg, "--parallelism", "2", "--"];
     args.extend(job_args(input, output_arg));
@@ -155,37 +202,26 @@ fn a_submitted_job_gives_the_output_of_a_local_run() -> Result<()> {
     if !run.status.success() {
         bail!("submit failed: {}", String::from_utf8_lossy(&run.stderr));
     }
-    eprintln!("submit to finished: {:?}", submitted.elapsed());
-    // The same binary run locally.
-    let local_output = dir.path().join("local");
-    let local = Command::new(&example)
-        .args(job_args(input, local_output.to_str().context("path")?))
-        .args(["--parallelism", "2", "--checkpoint-dir", dir.path().join("local-chk").to_str().context("path")?])
-        .output()?;
-    assert!(local.status.success(), "{}", String::from_utf8_lossy(&local.stderr));
-    let expected = group_by(&text, 1000);
-    assert_eq!(committed(&output), expected);
-    assert_eq!(committed(&local_output), expected);
+    assert_eq!(committed(&output), group_by(&text, 1000));
     Ok(())
 }
 
 #[test]
 fn a_killed_worker_is_replaced_and_the_output_stays_exact() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut cluster = Cluster::start(dir.path(), 2, 2)?;
-    let input = dir.path().join("readings.csv");
-    let text = write_readings(&input, 400_000)?;
+    let mut cluster = Cluster::start(dir.path(), 3, 2)?;
     let example = common::example_binary("event_time_windows")?;
-    let (input, output) = (input.to_str().context("path")?, dir.path().join("out"));
+    let output = dir.path().join("out");
     let output_arg = output.to_str().context("path")?;
     let example_arg = example.to_str().context("path")?;
-    let mut args = vec!["submit", example_arg, "--parallelism", "2", "--detached", "--"];
-    args.extend(job_args(input, output_arg));
+    let mut args = vec!["submit", example_arg, "--parallelism", "4", "--detached", "--"];
+    args.extend(generator_args("600000", output_arg));
+    args.extend(["--rate", "100000"]);
     let submitted = cluster.weir(&args)?;
     let job = String::from_utf8(submitted.stdout)?.trim().to_owned();
     assert!(job.starts_with("job-"), "{}", String::from_utf8_lossy(&submitted.stderr));
     let status = cluster.wait_for(&job, "RUNNING", &[], Duration::from_secs(30))?;
-    // Kill the worker running it once a checkpoint has committed output.
+    // Kill the worker of the job's leader once a checkpoint has committed output.
     let started = Instant::now();
     while committed(&output).is_empty() {
         if started.elapsed() > Duration::from_secs(60) {
@@ -193,18 +229,31 @@ fn a_killed_worker_is_replaced_and_the_output_stays_exact() -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    let leader = job_workers(&status).first().cloned().context("the job's workers")?;
     let victim = cluster
         .workers
         .iter()
-        .position(|(_, url)| status.contains(url.trim_start_matches("http://")))
-        .context("the job's worker")?;
+        .position(|(_, url)| leader.ends_with(url.trim_start_matches("http://")))
+        .context("the leader's worker")?;
     let (mut process, _) = cluster.workers.remove(victim);
     process.0.kill()?;
     let killed = Instant::now();
-    let again = cluster.wait_for(&job, "RUNNING", &["attempts=2"], Duration::from_secs(30))?;
+    // Running again on the workers left (a deployment tried on the dead
+    // worker before it was known dead counts as an attempt too).
+    let again = loop {
+        let status = cluster.wait_for(&job, "RUNNING", &[], Duration::from_secs(30))?;
+        if !status.contains("attempts=1 ") && !job_workers(&status).contains(&leader) {
+            break status;
+        }
+        if killed.elapsed() > Duration::from_secs(30) {
+            bail!("the job did not move off the killed worker: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     eprintln!("worker killed -> job running again: {:?} ({})", killed.elapsed(), again.trim());
+    assert_eq!(job_workers(&again).len(), 2, "four slices on the two workers left: {again}");
     cluster.wait_for(&job, "FINISHED", &[], Duration::from_secs(120))?;
-    assert_eq!(committed(&output), group_by(&text, 1000), "nothing lost, nothing twice");
+    assert_eq!(committed(&output), group_by(&generated_readings(600_000), 1000), "nothing lost, nothing twice");
     Ok(())
 }
 

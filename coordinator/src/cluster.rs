@@ -4,10 +4,15 @@
 //! process ends. The server feeds it facts and carries out the deployments
 //! and cancellations it asks for.
 //!
-//! A job runs as one job process on one worker, holding as many slots as its
-//! widest vertex is parallel (slot sharing: a slot hosts one parallel slice of
-//! the whole pipeline). A job that does not fit waits, visibly, in
-//! `SCHEDULING` until a worker with enough free slots is there.
+//! A job needs as many slots as its widest vertex is parallel (slot sharing:
+//! slot `i` hosts slice `i`, subtask `i` of every vertex). Its slices are
+//! dealt round robin over the workers with free slots, emptiest first, so a
+//! job spreads evenly; each worker that got slices runs one job process for
+//! them (process 0 hosts slice 0 and leads the job). A job that does not fit
+//! in the free slots of all workers together waits, visibly, in `SCHEDULING`.
+//! The processes of a deployment find each other through the coordinator
+//! (`join`); the deployment is one unit: when any of its processes is lost,
+//! all of it is stopped and the job deployed again.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -49,10 +54,24 @@ pub struct Job {
     pub state: i32,
     /// Why it failed, or what it waits for.
     pub message: String,
-    /// The worker running it.
-    pub worker: Option<String>,
+    /// The workers running its processes, by process index (empty when
+    /// it is not deployed).
+    #[serde(default)]
+    pub workers: Vec<String>,
+    /// The process hosting each slice.
+    #[serde(default)]
+    pub slice_process: Vec<u32>,
+    /// Exchange addresses of the processes that joined, by process index.
+    #[serde(skip)]
+    pub joined: Vec<Option<String>>,
+    /// Processes of the current deployment that started.
+    #[serde(skip)]
+    pub started: u32,
     /// Deployments so far.
     pub attempts: u32,
+    /// Deployments lost to failures (lost workers or processes).
+    #[serde(default)]
+    pub losses: u32,
     /// Milliseconds since the epoch.
     pub submitted_at_ms: u64,
     /// Milliseconds since the epoch when it last started running.
@@ -70,6 +89,30 @@ impl Job {
         self.message = message.into();
     }
 
+    /// Forgets the deployment; returns a cancellation for each of its processes.
+    fn undeploy(&mut self) -> Vec<Command> {
+        self.slice_process.clear();
+        self.joined.clear();
+        self.started = 0;
+        let attempt = self.attempts;
+        std::mem::take(&mut self.workers)
+            .into_iter()
+            .map(|worker| Command::Cancel { job: self.id.clone(), worker, attempt })
+            .collect()
+    }
+
+    /// Ends the deployment after a lost process: the job is deployed again,
+    /// unless it was deployed too often already.
+    fn lost(&mut self, why: String) -> Vec<Command> {
+        self.losses += 1;
+        if self.losses > MAX_LOSSES {
+            self.set(JobState::Failed, format!("{why}, and no attempt is left"));
+        } else {
+            self.set(JobState::Restarting, why);
+        }
+        self.undeploy()
+    }
+
     /// Whether the job has ended for good.
     pub fn is_terminal(&self) -> bool {
         matches!(self.state(), JobState::Finished | JobState::Failed | JobState::Canceled)
@@ -82,7 +125,7 @@ impl Job {
             name: self.name.clone(),
             state: self.state,
             message: self.message.clone(),
-            worker_id: self.worker.clone().unwrap_or_default(),
+            worker_id: self.workers.join(","),
             slots: self.slots,
             attempts: self.attempts,
             submitted_at_ms: self.submitted_at_ms,
@@ -94,26 +137,30 @@ impl Job {
 /// What the server must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    /// Deploy job `job` (attempt `attempt`) onto `worker`.
+    /// Deploy process `process` of job `job` (attempt `attempt`) onto `worker`.
     Deploy {
         /// The job.
         job: String,
+        /// The process's index within the deployment.
+        process: u32,
         /// The worker.
         worker: String,
         /// Which deployment this is.
         attempt: u32,
     },
-    /// Stop the job's process on `worker`.
+    /// Stop the job's process of deployment `attempt` on `worker`.
     Cancel {
         /// The job.
         job: String,
         /// The worker.
         worker: String,
+        /// The deployment.
+        attempt: u32,
     },
 }
 
 /// How many times a job whose process was lost is deployed again.
-pub const MAX_ATTEMPTS: u32 = 5;
+pub const MAX_LOSSES: u32 = 5;
 
 /// The cluster's workers and jobs.
 #[derive(Debug, Default)]
@@ -132,7 +179,7 @@ impl Cluster {
         let mut cluster = Self::default();
         for mut job in jobs {
             if !job.is_terminal() {
-                job.worker = None;
+                let _ = job.undeploy();
                 job.set(JobState::Restarting, "coordinator restarted");
             }
             cluster.jobs.insert(job.id.clone(), job);
@@ -176,127 +223,264 @@ impl Cluster {
         self.jobs.get(id)
     }
 
-    /// Every job, oldest id first.
+    /// Every job, in id order.
     pub fn jobs(&self) -> impl Iterator<Item = &Job> {
         self.jobs.values()
     }
 
+    /// Slots of `worker` that no deployed job holds.
     fn free_slots(&self, worker: &str) -> u32 {
-        let used: u32 = self
+        let used: usize = self
             .jobs
             .values()
-            .filter(|job| !job.is_terminal() && job.worker.as_deref() == Some(worker))
-            .map(|job| job.slots)
+            .filter(|job| !job.is_terminal())
+            .map(|job| {
+                let processes: Vec<u32> =
+                    (0..job.workers.len() as u32).filter(|process| job.workers[*process as usize] == worker).collect();
+                job.slice_process.iter().filter(|process| processes.contains(process)).count()
+            })
             .sum();
-        self.workers.get(worker).map_or(0, |entry| entry.slots.saturating_sub(used))
+        self.workers.get(worker).map_or(0, |entry| entry.slots.saturating_sub(used as u32))
     }
 
-    /// Places waiting jobs, oldest first, on the worker with the most free
-    /// slots that fits them.
+    /// Deploys the waiting jobs that fit into the free slots, oldest
+    /// submission first.
     pub fn schedule(&mut self) -> Vec<Command> {
-        let waiting: Vec<String> =
-            self.jobs.values().filter(|job| job.state() == JobState::Scheduling).map(|job| job.id.clone()).collect();
+        let mut waiting: Vec<(u64, String)> = self
+            .jobs
+            .values()
+            .filter(|job| job.state() == JobState::Scheduling)
+            .map(|job| (job.submitted_at_ms, job.id.clone()))
+            .collect();
+        waiting.sort();
         let mut commands = Vec::new();
-        for id in waiting {
+        for (_, id) in waiting {
             let needed = self.jobs[&id].slots;
-            let best = self
+            // Emptiest workers first; a stable order among equals.
+            let mut free: Vec<(String, u32)> = self
                 .workers
                 .keys()
-                .map(|worker| (self.free_slots(worker), worker.clone()))
-                .filter(|(free, _)| *free >= needed)
-                .max_by_key(|(free, _)| *free);
-            let Some((_, worker)) = best else {
-                let total: u32 = self.workers.values().map(|entry| entry.slots).sum();
+                .map(|worker| (worker.clone(), self.free_slots(worker)))
+                .filter(|(_, free)| *free > 0)
+                .collect();
+            free.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            let total: u32 = free.iter().map(|(_, free)| free).sum();
+            if total < needed {
+                let slots: u32 = self.workers.values().map(|entry| entry.slots).sum();
                 let job = self.jobs.get_mut(&id).expect("listed above");
                 job.message = format!(
-                    "waiting for a worker with {needed} free slots ({} workers, {total} slots in all)",
+                    "waiting for {needed} free slots ({total} free; {} workers, {slots} slots in all)",
                     self.workers.len()
                 );
                 continue;
-            };
+            }
+            // Deal the slices round robin over the workers with room left.
+            let mut workers: Vec<String> = Vec::new();
+            let mut slice_process = Vec::with_capacity(needed as usize);
+            let mut next = 0;
+            let count = free.len();
+            for _ in 0..needed {
+                while free[next % count].1 == 0 {
+                    next += 1;
+                }
+                let (worker, left) = &mut free[next % count];
+                *left -= 1;
+                next += 1;
+                let process = match workers.iter().position(|known| known == worker) {
+                    Some(process) => process,
+                    None => {
+                        workers.push(worker.clone());
+                        workers.len() - 1
+                    }
+                };
+                slice_process.push(process as u32);
+            }
             let job = self.jobs.get_mut(&id).expect("listed above");
             job.attempts += 1;
-            job.worker = Some(worker.clone());
-            job.set(JobState::Deploying, format!("deploying on {worker}"));
-            commands.push(Command::Deploy { job: id, worker, attempt: job.attempts });
+            job.joined = vec![None; workers.len()];
+            job.started = 0;
+            job.slice_process = slice_process;
+            job.set(JobState::Deploying, format!("deploying on {}", workers.join(", ")));
+            for (process, worker) in workers.iter().enumerate() {
+                commands.push(Command::Deploy {
+                    job: id.clone(),
+                    process: process as u32,
+                    worker: worker.clone(),
+                    attempt: job.attempts,
+                });
+            }
+            job.workers = workers;
         }
         commands
     }
 
-    /// Workers silent for longer than `timeout` are dropped; their jobs go back
-    /// to scheduling (from their latest checkpoint).
-    pub fn expire_workers(&mut self, now: Instant, timeout: Duration) -> Vec<String> {
+    /// Forgets workers silent for longer than `timeout`; their jobs are
+    /// stopped everywhere and deployed again. Returns the lost workers and
+    /// the cancellations to carry out.
+    pub fn expire_workers(&mut self, now: Instant, timeout: Duration) -> (Vec<String>, Vec<Command>) {
         let lost: Vec<String> = self
             .workers
             .iter()
             .filter(|(_, entry)| now.duration_since(entry.last_seen) > timeout)
             .map(|(id, _)| id.clone())
             .collect();
+        let mut commands = Vec::new();
         for worker in &lost {
             self.workers.remove(worker);
-            for job in self.jobs.values_mut().filter(|job| !job.is_terminal() && job.worker.as_ref() == Some(worker)) {
-                job.worker = None;
-                if job.attempts >= MAX_ATTEMPTS {
-                    job.set(JobState::Failed, format!("worker {worker} was lost and no attempt is left"));
-                } else {
-                    job.set(JobState::Restarting, format!("worker {worker} was lost"));
-                }
+            for job in self.jobs.values_mut().filter(|job| !job.is_terminal() && job.workers.contains(worker)) {
+                let cancels = job.lost(format!("worker {worker} was lost"));
+                commands.extend(cancels.into_iter().filter(|command| !command.targets(worker)));
             }
         }
-        lost
+        (lost, commands)
     }
 
-    /// Jobs that lost their process go back to scheduling (the deployment
-    /// starts them from their newest checkpoint, looked up then).
+    /// Jobs waiting to be deployed again go back to scheduling.
     pub fn requeue_restarting(&mut self) {
         for job in self.jobs.values_mut().filter(|job| job.state() == JobState::Restarting) {
             job.set(JobState::Scheduling, "restarting from its latest checkpoint");
         }
     }
 
-    /// The process of `job` (deployment `attempt`) started on its worker.
+    /// Process `process` of deployment `attempt` announced its exchange
+    /// address. Returns every process's address once all have joined.
+    pub fn join(&mut self, job: &str, attempt: u32, process: u32, address: String) -> Result<Option<Joined>, String> {
+        let entry = self.jobs.get_mut(job).ok_or_else(|| format!("no job {job}"))?;
+        if entry.attempts != attempt || entry.is_terminal() {
+            return Err(format!("deployment {attempt} of job {job} was replaced or ended"));
+        }
+        let slot = entry
+            .joined
+            .get_mut(process as usize)
+            .ok_or_else(|| format!("job {job} has no process {process} in deployment {attempt}"))?;
+        *slot = Some(address);
+        Ok(self.joined(job, attempt))
+    }
+
+    /// Every process's address, once all processes of deployment `attempt` joined.
+    pub fn joined(&self, job: &str, attempt: u32) -> Option<Joined> {
+        let entry = self.jobs.get(job).filter(|entry| entry.attempts == attempt && !entry.is_terminal())?;
+        let addresses = entry.joined.iter().cloned().collect::<Option<Vec<String>>>()?;
+        (!addresses.is_empty()).then(|| Joined {
+            addresses,
+            slice_process: entry.slice_process.clone(),
+            run_id: format!("{}-{}", entry.id, attempt),
+        })
+    }
+
+    /// The exchange address of the process leading `job`, once it joined.
+    pub fn leader_address(&self, job: &str) -> Option<String> {
+        self.jobs.get(job).filter(|entry| !entry.is_terminal()).and_then(|entry| entry.joined.first().cloned()?)
+    }
+
+    /// A job process started; the job runs once all of its deployment's have.
     pub fn process_started(&mut self, job: &str, attempt: u32, now_ms: u64) {
-        if let Some(job) = self.jobs.get_mut(job).filter(|entry| entry.attempts == attempt && !entry.is_terminal()) {
-            job.running_since_ms = now_ms;
-            job.set(JobState::Running, "");
+        let deploying = |entry: &&mut Job| entry.attempts == attempt && entry.state() == JobState::Deploying;
+        if let Some(job) = self.jobs.get_mut(job).filter(deploying) {
+            job.started += 1;
+            if job.started as usize >= job.workers.len() {
+                job.running_since_ms = now_ms;
+                job.set(JobState::Running, "");
+            }
         }
     }
 
-    /// The process of `job` (deployment `attempt`) exited with `code`.
-    pub fn process_exited(&mut self, job: &str, attempt: u32, code: i32, message: &str) {
+    /// A job process ended with `code` (-1: killed by a signal). The leader's
+    /// end decides: 0 finished, [`EXIT_RESTART`] deploy again (the job's
+    /// restart strategy allowed it), anything else failed. A follower that
+    /// lost its leader or was killed ends the deployment (deployed again
+    /// while attempts are left); one that fails otherwise fails the job. Returns the cancellations of the rest of it.
+    pub fn process_exited(&mut self, job: &str, attempt: u32, process: u32, code: i32, message: &str) -> Vec<Command> {
         let Some(job) = self.jobs.get_mut(job).filter(|entry| entry.attempts == attempt) else {
-            return; // An earlier deployment's process: already replaced.
+            return Vec::new(); // An earlier deployment's process: already replaced.
         };
         if job.is_terminal() {
-            return;
+            return Vec::new();
         }
-        job.worker = None;
-        match code {
-            0 => job.set(JobState::Finished, ""),
-            _ if job.attempts >= MAX_ATTEMPTS => job.set(JobState::Failed, message.to_owned()),
-            // Killed by a signal: the process was lost, not the job's fault.
-            -1 => job.set(JobState::Restarting, format!("its process was killed: {message}")),
-            _ => job.set(JobState::Failed, message.to_owned()),
-        }
-    }
-
-    /// Cancels a job; returns the command to stop its process, if it runs.
-    pub fn cancel(&mut self, id: &str) -> Option<Command> {
-        let job = self.jobs.get_mut(id).filter(|job| !job.is_terminal())?;
-        let worker = job.worker.take();
-        job.set(JobState::Canceled, "canceled by the user");
-        worker.map(|worker| Command::Cancel { job: id.to_owned(), worker })
-    }
-
-    /// A deployment could not be carried out: the job waits again.
-    pub fn deploy_failed(&mut self, id: &str, message: String) {
-        if let Some(job) = self.jobs.get_mut(id).filter(|job| !job.is_terminal()) {
-            job.worker = None;
-            if job.attempts >= MAX_ATTEMPTS {
-                job.set(JobState::Failed, message);
-            } else {
-                job.set(JobState::Scheduling, message);
+        let worker = job.workers.get(process as usize).cloned().unwrap_or_default();
+        let others = |commands: Vec<Command>| -> Vec<Command> {
+            commands.into_iter().filter(|command| !command.targets(&worker)).collect()
+        };
+        match (process, code) {
+            (0, 0) => {
+                job.set(JobState::Finished, "");
+                let _ = job.undeploy();
+                Vec::new()
             }
+            // A follower leaves once the leader told it the job ended.
+            (_, 0) | (1.., EXIT_ENDED_BY_LEADER) => Vec::new(),
+            (1.., EXIT_RESTART) => others(job.lost(format!("process {process} lost the job's leader"))),
+            (0, EXIT_RESTART) => {
+                job.set(JobState::Restarting, format!("the run failed and is restarted: {}", message.trim()));
+                others(job.undeploy())
+            }
+            (_, -1) => others(job.lost(format!("process {process} on {worker} was killed: {}", message.trim()))),
+            _ => {
+                job.set(JobState::Failed, message.to_owned());
+                others(job.undeploy())
+            }
+        }
+    }
+
+    /// Cancels a job; returns the cancellations of its processes, if it runs.
+    pub fn cancel(&mut self, id: &str) -> Vec<Command> {
+        let Some(job) = self.jobs.get_mut(id).filter(|job| !job.is_terminal()) else { return Vec::new() };
+        job.set(JobState::Canceled, "canceled by the user");
+        job.undeploy()
+    }
+
+    /// A deployment onto `worker` could not be carried out: the worker is
+    /// forgotten (if it lives, its next heartbeat registers it again) and the
+    /// job waits again (its other processes are stopped). A worker that
+    /// refuses the deployment (it cannot start the process) counts as a
+    /// loss of the job.
+    pub fn deploy_failed(
+        &mut self,
+        id: &str,
+        attempt: u32,
+        worker: &str,
+        unreachable: bool,
+        message: String,
+    ) -> Vec<Command> {
+        if unreachable {
+            self.workers.remove(worker);
+        }
+        let Some(job) = self.jobs.get_mut(id).filter(|job| !job.is_terminal() && job.attempts == attempt) else {
+            return Vec::new();
+        };
+        let mut cancels = if unreachable {
+            job.set(JobState::Scheduling, message);
+            job.undeploy()
+        } else {
+            job.lost(message)
+        };
+        cancels.retain(|command| !command.targets(worker));
+        cancels
+    }
+}
+
+/// Where the processes of a deployment are, once all of them joined.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Joined {
+    /// Exchange address of each process.
+    pub addresses: Vec<String>,
+    /// The process hosting each slice.
+    pub slice_process: Vec<u32>,
+    /// Names the run's channels and checkpoints in every process.
+    pub run_id: String,
+}
+
+/// Exit code of a job process that asks for its job to be deployed again
+/// (a leader whose restart strategy allows it, a follower that lost its leader).
+pub const EXIT_RESTART: i32 = 75;
+
+/// Exit code of a follower whose run the leader ended.
+pub const EXIT_ENDED_BY_LEADER: i32 = 76;
+
+impl Command {
+    fn targets(&self, worker: &str) -> bool {
+        match self {
+            Self::Deploy { worker: target, .. } | Self::Cancel { worker: target, .. } => target == worker,
         }
     }
 }
@@ -316,65 +500,122 @@ mod tests {
             restore_from: None,
             state: 0,
             message: String::new(),
-            worker: None,
+            workers: Vec::new(),
+            slice_process: Vec::new(),
+            joined: Vec::new(),
+            started: 0,
             attempts: 0,
+            losses: 0,
             submitted_at_ms: 0,
             running_since_ms: 0,
         }
     }
 
-    #[test]
-    fn jobs_wait_for_slots_and_take_the_emptiest_worker() {
-        let now = Instant::now();
-        let mut cluster = Cluster::default();
-        cluster.submit(job("a", 2));
-        assert!(cluster.schedule().is_empty());
-        assert!(cluster.job("a").is_some_and(|job| job.message.contains("2 free slots")));
-        let small = cluster.register("w1".into(), 1, now);
-        let big = cluster.register("w2".into(), 3, now);
-        assert_eq!(cluster.schedule(), vec![Command::Deploy { job: "a".into(), worker: big.clone(), attempt: 1 }]);
-        cluster.submit(job("b", 2));
-        assert!(cluster.schedule().is_empty(), "one slot left on each worker");
-        cluster.submit(job("c", 1));
-        let placed = cluster.schedule();
-        assert!(matches!(&placed[..], [Command::Deploy { job, .. }] if job == "c"));
-        let _ = small;
+    fn deployed(commands: &[Command]) -> Vec<(String, u32)> {
+        commands
+            .iter()
+            .filter_map(|command| match command {
+                Command::Deploy { worker, process, .. } => Some((worker.clone(), *process)),
+                Command::Cancel { .. } => None,
+            })
+            .collect()
     }
 
     #[test]
-    fn a_lost_worker_sends_its_jobs_to_another_worker() {
+    fn slices_spread_evenly_and_jobs_wait_for_enough_slots() {
         let now = Instant::now();
         let mut cluster = Cluster::default();
-        let first = cluster.register("w1".into(), 2, now);
+        cluster.submit(job("a", 4));
+        assert!(cluster.schedule().is_empty());
+        assert!(cluster.job("a").is_some_and(|job| job.message.contains("waiting for 4 free slots")));
+        let w1 = cluster.register("w1".into(), 2, now);
+        let w2 = cluster.register("w2".into(), 2, now);
+        let w3 = cluster.register("w3".into(), 2, now);
+        let placed = cluster.schedule();
+        assert_eq!(deployed(&placed), vec![(w1.clone(), 0), (w2.clone(), 1), (w3.clone(), 2)]);
+        let a = cluster.job("a").expect("submitted");
+        assert_eq!(a.slice_process, vec![0, 1, 2, 0], "slices dealt round robin");
+        cluster.submit(job("b", 3));
+        assert!(cluster.schedule().is_empty(), "two slots are left");
+        cluster.submit(job("c", 2));
+        assert_eq!(deployed(&cluster.schedule()), vec![(w2, 0), (w3, 1)], "the emptiest workers");
+    }
+
+    #[test]
+    fn processes_join_and_learn_where_every_slice_runs() {
+        let now = Instant::now();
+        let mut cluster = Cluster::default();
+        cluster.register("w1".into(), 1, now);
+        cluster.register("w2".into(), 1, now);
         cluster.submit(job("a", 2));
         cluster.schedule();
+        assert_eq!(cluster.join("a", 1, 1, "h:2".into()), Ok(None), "process 0 is missing");
+        assert!(cluster.join("a", 2, 0, "h:1".into()).is_err(), "another deployment");
+        let joined = cluster.join("a", 1, 0, "h:1".into()).expect("known").expect("complete");
+        assert_eq!(joined.addresses, vec!["h:1".to_owned(), "h:2".to_owned()]);
+        assert_eq!(joined.slice_process, vec![0, 1]);
+        assert_eq!(cluster.leader_address("a").as_deref(), Some("h:1"));
         cluster.process_started("a", 1, 5);
+        assert_eq!(cluster.job("a").map(Job::state), Some(JobState::Deploying), "one process of two");
+        cluster.process_started("a", 1, 6);
         assert_eq!(cluster.job("a").map(Job::state), Some(JobState::Running));
-        let second = cluster.register("w2".into(), 2, now + Duration::from_secs(4));
+    }
+
+    #[test]
+    fn a_lost_worker_stops_the_whole_deployment_and_the_job_moves() {
+        let now = Instant::now();
+        let mut cluster = Cluster::default();
+        let first = cluster.register("w1".into(), 1, now);
+        let second = cluster.register("w2".into(), 1, now);
+        cluster.submit(job("a", 2));
+        cluster.schedule();
+        let third = cluster.register("w3".into(), 2, now + Duration::from_secs(4));
         cluster.heartbeat(&second, now + Duration::from_secs(4));
-        assert_eq!(cluster.expire_workers(now + Duration::from_secs(4), Duration::from_secs(3)), vec![first]);
+        let (lost, cancels) = cluster.expire_workers(now + Duration::from_secs(4), Duration::from_secs(3));
+        assert_eq!(lost, vec![first]);
+        assert_eq!(cancels, vec![Command::Cancel { job: "a".into(), worker: second.clone(), attempt: 1 }]);
         cluster.requeue_restarting();
         let placed = cluster.schedule();
-        assert_eq!(placed, vec![Command::Deploy { job: "a".into(), worker: second, attempt: 2 }]);
-        cluster.process_exited("a", 1, -1, "late report of the lost deployment");
+        assert_eq!(deployed(&placed), vec![(third, 0), (second, 1)]);
+        assert!(cluster.process_exited("a", 1, 0, -1, "late report of the lost deployment").is_empty());
         assert_eq!(cluster.job("a").map(Job::state), Some(JobState::Deploying), "stale reports are ignored");
-        cluster.process_exited("a", 2, 0, "");
+        cluster.process_exited("a", 2, 1, 0, "");
+        assert_eq!(cluster.job("a").map(Job::state), Some(JobState::Deploying), "followers do not decide");
+        cluster.process_exited("a", 2, 0, 0, "");
         assert_eq!(cluster.job("a").map(Job::state), Some(JobState::Finished));
     }
 
     #[test]
-    fn a_failing_job_fails_and_a_killed_process_restarts() {
+    fn a_follower_that_lost_its_leader_ends_the_deployment() {
+        let now = Instant::now();
+        let mut cluster = Cluster::default();
+        let first = cluster.register("w1".into(), 1, now);
+        cluster.register("w2".into(), 1, now);
+        cluster.submit(job("a", 2));
+        cluster.schedule();
+        assert!(cluster.process_exited("a", 1, 1, EXIT_ENDED_BY_LEADER, "").is_empty());
+        assert_eq!(cluster.job("a").map(Job::state), Some(JobState::Deploying), "the leader decides");
+        let cancels = cluster.process_exited("a", 1, 1, EXIT_RESTART, "lost the leader");
+        assert_eq!(cancels, vec![Command::Cancel { job: "a".into(), worker: first, attempt: 1 }]);
+        assert_eq!(cluster.job("a").map(Job::state), Some(JobState::Restarting));
+    }
+
+    #[test]
+    fn the_leader_decides_between_failing_and_restarting() {
         let now = Instant::now();
         let mut cluster = Cluster::default();
         cluster.register("w1".into(), 4, now);
         cluster.submit(job("bad", 1));
+        cluster.submit(job("retry", 1));
         cluster.submit(job("killed", 1));
         cluster.schedule();
-        cluster.process_exited("bad", 1, 1, "operator 'Map' failed");
+        cluster.process_exited("bad", 1, 0, 1, "operator 'Map' failed");
         assert_eq!(cluster.job("bad").map(Job::state), Some(JobState::Failed));
-        cluster.process_exited("killed", 1, -1, "signal 9");
+        cluster.process_exited("retry", 1, 0, EXIT_RESTART, "operator 'Map' failed");
+        assert_eq!(cluster.job("retry").map(Job::state), Some(JobState::Restarting));
+        cluster.process_exited("killed", 1, 0, -1, "signal 9");
         assert_eq!(cluster.job("killed").map(Job::state), Some(JobState::Restarting));
-        assert_eq!(cluster.cancel("killed"), None, "not running: nothing to stop");
+        assert!(cluster.cancel("killed").is_empty(), "not running: nothing to stop");
         assert_eq!(cluster.job("killed").map(Job::state), Some(JobState::Canceled));
     }
 }

@@ -178,11 +178,13 @@ async fn control_loop(shared: Arc<Shared>) {
         tick.tick().await;
         let commands = {
             let mut cluster = shared.cluster();
-            for worker in cluster.expire_workers(Instant::now(), shared.config.heartbeat_timeout) {
+            let (lost, mut commands) = cluster.expire_workers(Instant::now(), shared.config.heartbeat_timeout);
+            for worker in lost {
                 tracing::warn!(%worker, "worker lost: no heartbeat within the timeout");
             }
             cluster.requeue_restarting();
-            cluster.schedule()
+            commands.extend(cluster.schedule());
+            commands
         };
         if commands.is_empty() {
             continue;
@@ -197,7 +199,7 @@ async fn control_loop(shared: Arc<Shared>) {
 /// Deploys a job onto a worker, or stops it there.
 async fn carry_out(shared: Arc<Shared>, command: Command) {
     match command {
-        Command::Deploy { job, worker, attempt } => {
+        Command::Deploy { job, process, worker, attempt } => {
             let (address, request) = {
                 let cluster = shared.cluster();
                 let (Some(address), Some(entry)) = (cluster.worker_address(&worker), cluster.job(&job)) else { return };
@@ -217,27 +219,33 @@ async fn carry_out(shared: Arc<Shared>, command: Command) {
                     artifact_sha256: entry.artifact.clone(),
                     args,
                     graph_hash: entry.graph_hash.clone(),
+                    process_index: process,
                 };
                 (address.to_owned(), request)
             };
             let deployed = async {
-                let mut client = WorkerClient::connect(address.clone()).await.map_err(|error| error.to_string())?;
-                client.deploy_job(request).await.map_err(|status| status.message().to_owned())
+                let mut client =
+                    WorkerClient::connect(address.clone()).await.map_err(|error| (true, error.to_string()))?;
+                client.deploy_job(request).await.map_err(|status| (false, status.message().to_owned()))
             };
-            if let Err(message) = deployed.await {
+            if let Err((unreachable, message)) = deployed.await {
                 tracing::warn!(%job, %worker, %message, "deployment failed");
-                shared.cluster().deploy_failed(&job, format!("deployment on {worker} failed: {message}"));
+                let message = format!("deployment on {worker} failed: {message}");
+                let cancels = shared.cluster().deploy_failed(&job, attempt, &worker, unreachable, message);
                 shared.persist();
+                for cancel in cancels {
+                    Box::pin(carry_out(shared.clone(), cancel)).await;
+                }
             } else {
-                tracing::info!(%job, %worker, attempt, "job deployed");
+                tracing::info!(%job, %worker, attempt, process, "job process deployed");
             }
         }
-        Command::Cancel { job, worker } => {
+        Command::Cancel { job, worker, attempt } => {
             let address = shared.cluster().worker_address(&worker).map(str::to_owned);
             if let Some(address) = address
                 && let Ok(mut client) = WorkerClient::connect(address).await
             {
-                let _ = client.cancel_job_process(pb::CancelJobProcessRequest { job_id: job }).await;
+                let _ = client.cancel_job_process(pb::CancelJobProcessRequest { job_id: job, attempt }).await;
             }
         }
     }
@@ -392,8 +400,12 @@ impl Coordinator for Service {
             restore_from: Some(request.from_savepoint).filter(|path| !path.is_empty()),
             state: 0,
             message: String::new(),
-            worker: None,
+            workers: Vec::new(),
+            slice_process: Vec::new(),
+            joined: Vec::new(),
+            started: 0,
             attempts: 0,
+            losses: 0,
             submitted_at_ms: now_ms(),
             running_since_ms: 0,
         };
@@ -426,9 +438,9 @@ impl Coordinator for Service {
         if self.shared.cluster().job(&id).is_none() {
             return Err(Status::not_found(format!("no job {id}")));
         }
-        let command = self.shared.cluster().cancel(&id);
+        let commands = self.shared.cluster().cancel(&id);
         self.shared.persist();
-        if let Some(command) = command {
+        for command in commands {
             tokio::spawn(carry_out(self.shared.clone(), command));
         }
         Ok(Response::new(pb::CancelJobResponse {}))
@@ -439,21 +451,94 @@ impl Coordinator for Service {
         request: Request<pb::ReportJobProcessRequest>,
     ) -> Result<Response<pb::ReportJobProcessResponse>, Status> {
         let report = request.into_inner();
-        {
+        let commands = {
             let mut cluster = self.shared.cluster();
             match pb::ProcessState::try_from(report.state) {
-                Ok(pb::ProcessState::Started) => cluster.process_started(&report.job_id, report.attempt, now_ms()),
+                Ok(pb::ProcessState::Started) => {
+                    cluster.process_started(&report.job_id, report.attempt, now_ms());
+                    Vec::new()
+                }
                 Ok(pb::ProcessState::Exited) => {
-                    tracing::info!(job = %report.job_id, attempt = report.attempt, code = report.exit_code, "job process exited");
-                    cluster.process_exited(&report.job_id, report.attempt, report.exit_code, &report.message);
+                    tracing::info!(job = %report.job_id, attempt = report.attempt, process = report.process_index, code = report.exit_code, "job process exited");
+                    cluster.process_exited(
+                        &report.job_id,
+                        report.attempt,
+                        report.process_index,
+                        report.exit_code,
+                        &report.message,
+                    )
                 }
                 _ => return Err(Status::invalid_argument("unknown process state")),
             }
-        }
+        };
         self.shared.persist();
+        for command in commands {
+            tokio::spawn(carry_out(self.shared.clone(), command));
+        }
         Ok(Response::new(pb::ReportJobProcessResponse {}))
     }
+
+    async fn join_job(&self, request: Request<pb::JoinJobRequest>) -> Result<Response<pb::JoinJobResponse>, Status> {
+        let request = request.into_inner();
+        let (job, attempt) = (request.job_id, request.attempt);
+        let mut joined = self
+            .shared
+            .cluster()
+            .join(&job, attempt, request.process_index, request.exchange_address)
+            .map_err(Status::failed_precondition)?;
+        let deadline = Instant::now() + JOIN_TIMEOUT;
+        while joined.is_none() {
+            if Instant::now() > deadline {
+                return Err(Status::deadline_exceeded(format!(
+                    "the other processes of job {job} (deployment {attempt}) did not join within {JOIN_TIMEOUT:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let cluster = self.shared.cluster();
+            if cluster.job(&job).is_none_or(|entry| entry.attempts != attempt || entry.is_terminal()) {
+                return Err(Status::failed_precondition(format!("deployment {attempt} of job {job} was replaced")));
+            }
+            joined = cluster.joined(&job, attempt);
+        }
+        let joined = joined.expect("loop ends when joined");
+        tracing::info!(%job, attempt, process = request.process_index, "job process joined its deployment");
+        Ok(Response::new(pb::JoinJobResponse {
+            addresses: joined.addresses,
+            slice_process: joined.slice_process,
+            run_id: joined.run_id,
+        }))
+    }
+
+    async fn trigger_savepoint(
+        &self,
+        request: Request<pb::TriggerSavepointRequest>,
+    ) -> Result<Response<pb::TriggerSavepointResponse>, Status> {
+        let request = request.into_inner();
+        let leader = {
+            let cluster = self.shared.cluster();
+            let job =
+                cluster.job(&request.job_id).ok_or_else(|| Status::not_found(format!("no job {}", request.job_id)))?;
+            if job.state() != pb::JobState::Running {
+                return Err(Status::failed_precondition(format!(
+                    "job {} is {:?}, not running: savepoints are taken of running jobs",
+                    request.job_id,
+                    job.state()
+                )));
+            }
+            cluster.leader_address(&request.job_id)
+        };
+        let leader = leader.ok_or_else(|| Status::unavailable("the job's processes have not joined yet; try again"))?;
+        let mut client =
+            weir_proto::v1::exchange_client::ExchangeClient::connect(format!("http://{leader}")).await.map_err(
+                |error| Status::unavailable(format!("cannot reach the job's leader process at {leader}: {error}")),
+            )?;
+        let response = client.trigger_savepoint(request).await?;
+        Ok(response)
+    }
 }
+
+/// How long the processes of a deployment wait for each other to join.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A job id from the artifact and the clock: unique per submission.
 fn xxhash_id(artifact: &str) -> u64 {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use weir_common::checkpoint::CheckpointConfig;
 use weir_common::{JobGraph, MaxParallelism, OperatorKind};
 use weir_state::storage::{CheckpointStorage, LocalDirStorage};
+use weir_worker::exchange::{EXIT_ENDED_BY_LEADER, EXIT_RESTART, Network, Placement};
 pub use weir_worker::executor::RestartStrategy;
 use weir_worker::executor::{CheckpointSettings, JobCommand};
 use weir_worker::{CancelToken, ExecutorConfig, JobError, LocalExecutor};
@@ -376,15 +377,22 @@ impl StreamEnv {
             state.generation += 1;
             let (compiled, settings) = compiled?;
             cluster_modes(&compiled.graph)?;
-            let executor = LocalExecutor::new(state.executor_config(name)?);
-            (settings, compiled, executor, state.restore_from.clone())
+            let mut config = state.executor_config(name)?;
+            config.placement = join_deployment(name)?;
+            (settings, compiled, config, state.restore_from.clone())
         };
+        let placement = executor.placement.clone();
+        let restart = executor.restart.clone();
+        let executor = LocalExecutor::new(executor);
         let restore = match &restore_from {
             Some(path) => crate::checkpointing::load_restore(path)
                 .map_err(|message| Error::Job(JobError::Restore { job: name.to_owned(), message }))?,
             None => Vec::new(),
         };
         let (commands, command_rx) = crossbeam_channel::unbounded();
+        if let Some(placement) = placement.as_ref().filter(|placement| placement.is_leader()) {
+            placement.network.accept_commands(commands.clone());
+        }
         let cancel = CancelToken::new();
         let job_cancel = cancel.clone();
         let job_name = name.to_owned();
@@ -397,6 +405,9 @@ impl StreamEnv {
                 if let StateBackend::RocksDb { dir } = &settings.state_backend {
                     // Operators removed their own directories; the run's is empty now.
                     let _ = std::fs::remove_dir(dir);
+                }
+                if let (Some(placement), Err(error)) = (&placement, &outcome) {
+                    ask_for_redeployment(placement, &restart, error);
                 }
                 outcome?;
                 Ok(JobExecutionResult { job_name, net_runtime: started.elapsed() })
@@ -450,6 +461,53 @@ pub const GRAPH_HASH_ENV: &str = "WEIR_GRAPH_HASH";
 /// Environment variable: the worker that launched this job process; the
 /// process ends when that worker is gone.
 pub const WORKER_PID_ENV: &str = "WEIR_WORKER_PID";
+
+/// Environment variable: task mode in a cluster, this process's index within
+/// the job's deployment (0 leads). With it, the worker sets the coordinator's
+/// URL, the job id, the deployment attempt and the host to serve the exchange on.
+pub const PROCESS_INDEX_ENV: &str = "WEIR_PROCESS_INDEX";
+
+/// Task mode in a cluster: serves this process's exchange and waits for the
+/// rest of the job's deployment (the coordinator answers once every process
+/// joined).
+fn join_deployment(job: &str) -> Result<Option<Arc<Placement>>> {
+    let Ok(process) = std::env::var(PROCESS_INDEX_ENV) else { return Ok(None) };
+    let failed = |message: String| Error::Job(JobError::Exchange { job: job.to_owned(), message });
+    let var = |name: &str| {
+        std::env::var(name).map_err(|_| failed(format!("task mode: {name} is not set (the worker sets it)")))
+    };
+    let number = |name: &str, text: String| {
+        text.parse::<u32>().map_err(|_| failed(format!("task mode: {name} is not a number: '{text}'")))
+    };
+    let process = number(PROCESS_INDEX_ENV, process)? as usize;
+    let attempt = number("WEIR_ATTEMPT", var("WEIR_ATTEMPT")?)?;
+    let (coordinator, job_id) = (var("WEIR_COORDINATOR")?, var("WEIR_JOB_ID")?);
+    let host = std::env::var("WEIR_EXCHANGE_HOST").unwrap_or_else(|_| "127.0.0.1".into());
+    let network = Network::bind(&host).map_err(failed)?;
+    let (run_id, slice_process) = network.join(&coordinator, &job_id, attempt, process).map_err(failed)?;
+    tracing::info!(job, process, %run_id, exchange = %network.address(), "joined the job's deployment");
+    Ok(Some(Arc::new(Placement { run_id, process, slice_process, network })))
+}
+
+/// A failed run of a cluster job: a follower leaves the decision to the
+/// leader, unless the leader vanished (then the deployment is lost and
+/// the coordinator deploys it again); the leader applies the job's restart strategy (the attempt is
+/// the deployment's number) and, if it allows another run, exits with
+/// [`EXIT_RESTART`] so that the coordinator deploys the job again from its
+/// latest checkpoint. Otherwise the error ends the process as usual.
+fn ask_for_redeployment(placement: &Placement, restart: &RestartStrategy, error: &JobError) {
+    let attempt = std::env::var("WEIR_ATTEMPT").ok().and_then(|text| text.parse().ok()).unwrap_or(1);
+    if !placement.is_leader() {
+        eprintln!("{error}");
+        std::process::exit(if placement.network.leader_lost() { EXIT_RESTART } else { EXIT_ENDED_BY_LEADER });
+    }
+    if let Some(delay) = restart.delay(attempt) {
+        tracing::error!(%error, ?delay, "the run failed; the job will be deployed again");
+        eprintln!("{error}");
+        std::thread::sleep(delay);
+        std::process::exit(EXIT_RESTART);
+    }
+}
 
 /// The cluster's ways of running a job binary, chosen by environment variables.
 fn cluster_modes(graph: &JobGraph) -> Result<()> {

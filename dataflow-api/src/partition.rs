@@ -100,15 +100,15 @@ struct ChannelBuffers<T> {
 }
 
 /// Seals one batch; timestamps, if any, are padded to one per record.
-fn seal<T: Send + 'static>(records: Vec<T>, mut timestamps: Vec<i64>) -> Batch {
+fn seal<T: Data>(records: Vec<T>, mut timestamps: Vec<i64>) -> Batch {
     if timestamps.is_empty() {
-        return Batch::new(records);
+        return Batch::serializable(records, None);
     }
     timestamps.resize(records.len(), NO_TIMESTAMP);
-    Batch::with_timestamps(records, timestamps)
+    Batch::serializable(records, Some(timestamps))
 }
 
-impl<T: Send + 'static> ChannelBuffers<T> {
+impl<T: Data> ChannelBuffers<T> {
     fn new(output: EdgeOutput, context: &OperatorContext) -> Self {
         let buffers = output.channels.iter().map(|_| Vec::new()).collect();
         let timestamps = output.channels.iter().map(|_| Vec::new()).collect();
@@ -144,7 +144,7 @@ impl<T: Send + 'static> ChannelBuffers<T> {
     /// copying its records.
     fn add_batch(&mut self, channel: usize, records: Vec<T>) -> Result<(), TaskError> {
         if self.buffers[channel].is_empty() && records.len() >= BATCH_SIZE / 2 && self.current.get() == NO_TIMESTAMP {
-            return self.output.send_batch(channel, Batch::new(records));
+            return self.output.send_batch(channel, Batch::serializable(records, None));
         }
         records.into_iter().try_for_each(|record| self.add(channel, record))
     }

@@ -161,13 +161,12 @@ pub(crate) struct ChannelInput<T> {
     pub(crate) timestamp: CurrentTimestamp,
 }
 
-impl<T: Send + 'static> weir_worker::InputTask for ChannelInput<T> {
+impl<T: crate::Data> weir_worker::InputTask for ChannelInput<T> {
     fn process(&mut self, _channel: usize, mut batch: weir_worker::Batch) -> Result<(), TaskError> {
         let timestamps = batch.take_timestamps();
-        let records = batch.into_records::<T>().map_err(|batch| TaskError::Operator {
-            operator: self.task_name.to_string(),
-            message: format!("received {batch:?} of an unexpected type; expected {}", std::any::type_name::<T>()),
-        })?;
+        let records = batch
+            .into_data::<T>()
+            .map_err(|message| TaskError::Operator { operator: self.task_name.to_string(), message })?;
         match timestamps {
             None => {
                 self.timestamp.set(NO_TIMESTAMP);

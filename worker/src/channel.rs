@@ -16,8 +16,16 @@ pub(crate) const CANCEL_POLL: Duration = Duration::from_millis(50);
 /// The sending end of one channel.
 #[derive(Debug)]
 pub struct OutputChannel {
-    sender: Sender<Event>,
-    cancel: CancelToken,
+    line: Line,
+}
+
+/// Where an output channel leads.
+#[derive(Debug)]
+enum Line {
+    /// A task of this process.
+    Local { sender: Sender<Event>, cancel: CancelToken },
+    /// A task of another process of the job, over the exchange.
+    Remote(crate::exchange::RemoteOutput),
 }
 
 /// The receiving end of one channel.
@@ -29,7 +37,7 @@ pub struct InputChannel {
 /// A channel holding at most `capacity` events.
 pub fn bounded(capacity: usize, cancel: CancelToken) -> (OutputChannel, InputChannel) {
     let (sender, receiver) = crossbeam_channel::bounded(capacity);
-    (OutputChannel { sender, cancel }, InputChannel { receiver })
+    (OutputChannel { line: Line::Local { sender, cancel } }, InputChannel { receiver })
 }
 
 impl OutputChannel {
@@ -38,18 +46,27 @@ impl OutputChannel {
     /// Fails with [`TaskError::Cancelled`] when the job is cancelled or the
     /// receiver is gone (it only goes away when its task failed).
     pub fn send(&self, event: Event) -> Result<(), TaskError> {
+        let (sender, cancel) = match &self.line {
+            Line::Local { sender, cancel } => (sender, cancel),
+            Line::Remote(remote) => return remote.send(event),
+        };
         let mut event = event;
         loop {
-            match self.sender.send_timeout(event, CANCEL_POLL) {
+            match sender.send_timeout(event, CANCEL_POLL) {
                 Ok(()) => return Ok(()),
                 Err(SendTimeoutError::Disconnected(_)) => return Err(TaskError::Cancelled),
                 Err(SendTimeoutError::Timeout(unsent)) => {
-                    if self.cancel.is_cancelled() {
+                    if cancel.is_cancelled() {
                         return Err(TaskError::Cancelled);
                     }
                     event = unsent;
                 }
             }
         }
+    }
+
+    /// A channel to a task of another process.
+    pub(crate) fn remote(remote: crate::exchange::RemoteOutput) -> Self {
+        Self { line: Line::Remote(remote) }
     }
 }

@@ -135,7 +135,7 @@ impl FinishedState {
 }
 
 /// What the driver tells a task, between its events.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TaskControl {
     /// Sources only: take checkpoint `id` now and send its barrier.
     Trigger {

@@ -128,11 +128,18 @@ impl Shared {
         Ok(path)
     }
 
-    async fn report(&self, job: &str, attempt: u32, state: pb::ProcessState, exit_code: i32, message: String) {
+    async fn report(
+        &self,
+        (job, attempt, process_index): (&str, u32, u32),
+        state: pb::ProcessState,
+        exit_code: i32,
+        message: String,
+    ) {
         let request = pb::ReportJobProcessRequest {
             worker_id: self.worker_id(),
             job_id: job.to_owned(),
             attempt,
+            process_index,
             state: state as i32,
             exit_code,
             message,
@@ -274,7 +281,7 @@ impl Worker for Service {
         let request = request.into_inner();
         let binary = self.shared.artifact(&request.artifact_sha256).await?;
         let logs = self.shared.config.data_dir.join("logs");
-        let stem = format!("{}-{}", request.job_id, request.attempt);
+        let stem = format!("{}-{}-{}", request.job_id, request.attempt, request.process_index);
         let io = |error: std::io::Error| Status::internal(format!("cannot start the job process: {error}"));
         let stdout = std::fs::File::create(logs.join(format!("{stem}.out"))).map_err(io)?;
         let stderr_path = logs.join(format!("{stem}.err"));
@@ -283,6 +290,12 @@ impl Worker for Service {
             .args(&request.args)
             .env("WEIR_GRAPH_HASH", &request.graph_hash)
             .env("WEIR_WORKER_PID", std::process::id().to_string())
+            // Where the job process joins the rest of its deployment.
+            .env("WEIR_COORDINATOR", &self.shared.config.coordinator)
+            .env("WEIR_JOB_ID", &request.job_id)
+            .env("WEIR_ATTEMPT", request.attempt.to_string())
+            .env("WEIR_PROCESS_INDEX", request.process_index.to_string())
+            .env("WEIR_EXCHANGE_HOST", self.shared.config.bind.ip().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::from(stdout))
             .stderr(Stdio::from(stderr))
@@ -290,11 +303,12 @@ impl Worker for Service {
             .spawn()
             .map_err(io)?;
         tracing::info!(job = %request.job_id, attempt = request.attempt, pid = ?child.id(), "job process started");
-        self.shared.processes().insert(request.job_id.clone(), Running { attempt: request.attempt, child });
+        let running = Running { attempt: request.attempt, child };
+        self.shared.processes().insert(request.job_id.clone(), running);
         let shared = self.shared.clone();
-        let (job, attempt) = (request.job_id, request.attempt);
+        let (job, attempt, process) = (request.job_id, request.attempt, request.process_index);
         tokio::spawn(async move {
-            shared.report(&job, attempt, pb::ProcessState::Started, 0, String::new()).await;
+            shared.report((&job, attempt, process), pb::ProcessState::Started, 0, String::new()).await;
             let exit = watch(&shared, &job, attempt).await;
             let message = match exit {
                 0 => String::new(),
@@ -305,7 +319,7 @@ impl Worker for Service {
                     if tail.trim().is_empty() { format!("the job process ended with code {exit}") } else { tail }
                 }
             };
-            shared.report(&job, attempt, pb::ProcessState::Exited, exit, message).await;
+            shared.report((&job, attempt, process), pb::ProcessState::Exited, exit, message).await;
         });
         Ok(Response::new(pb::DeployJobResponse {}))
     }
@@ -314,8 +328,11 @@ impl Worker for Service {
         &self,
         request: Request<pb::CancelJobProcessRequest>,
     ) -> Result<Response<pb::CancelJobProcessResponse>, Status> {
-        let job = request.into_inner().job_id;
-        if let Some(running) = self.shared.processes().get_mut(&job) {
+        let request = request.into_inner();
+        let job = request.job_id;
+        if let Some(running) =
+            self.shared.processes().get_mut(&job).filter(|running| running.attempt == request.attempt)
+        {
             let _ = running.child.start_kill();
         }
         Ok(Response::new(pb::CancelJobProcessResponse {}))

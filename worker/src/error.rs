@@ -3,7 +3,7 @@
 use weir_common::{JobGraphError, SubtaskIndex};
 
 /// Why one task stopped early.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum TaskError {
     /// An operator failed: user code panicked or returned an error, or a source
     /// or sink hit an I/O error. This is a root cause.
@@ -93,6 +93,14 @@ pub enum JobError {
         /// The job's name.
         job: String,
         /// Which checkpoint failed and why.
+        message: String,
+    },
+    /// The processes of a job spread over a cluster lost each other.
+    #[error("job '{job}' failed: {message}")]
+    Exchange {
+        /// The job's name.
+        job: String,
+        /// Which connection failed and why.
         message: String,
     },
     /// The operating system refused a thread for a task.

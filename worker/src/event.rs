@@ -4,6 +4,8 @@
 
 use std::any::Any;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use weir_common::CheckpointId;
 
 /// One event on a channel between two tasks.
@@ -58,13 +60,29 @@ pub struct Batch {
     /// One per record ([`NO_TIMESTAMP`] for records without one), or `None`
     /// when no record of the batch has a timestamp.
     timestamps: Option<Vec<i64>>,
+    /// How to serialize `records`, for batches that may leave the process.
+    encoder: Option<Encoder>,
+}
+
+/// Serializes the `Vec<T>` behind a batch's `dyn Any` (postcard).
+type Encoder = fn(&(dyn Any + Send), &mut Vec<u8>) -> Result<(), String>;
+
+/// Records that arrived from another process, still serialized: the
+/// consuming task decodes them (it knows their type), off the network thread.
+struct EncodedRecords(Vec<u8>);
+
+fn encode_vec<T: Serialize + 'static>(records: &(dyn Any + Send), out: &mut Vec<u8>) -> Result<(), String> {
+    let records = records.downcast_ref::<Vec<T>>().ok_or("a batch's encoder does not match its records")?;
+    let encoded = postcard::to_extend(records, std::mem::take(out)).map_err(|error| error.to_string())?;
+    *out = encoded;
+    Ok(())
 }
 
 impl Batch {
     /// Wraps the records of one batch, none of which has a timestamp.
     pub fn new<T: Send + 'static>(records: Vec<T>) -> Self {
         let len = records.len();
-        Self { records: Box::new(records), len, timestamps: None }
+        Self { records: Box::new(records), len, timestamps: None, encoder: None }
     }
 
     /// Wraps records with one timestamp each.
@@ -74,7 +92,57 @@ impl Batch {
     pub fn with_timestamps<T: Send + 'static>(records: Vec<T>, timestamps: Vec<i64>) -> Self {
         assert_eq!(records.len(), timestamps.len(), "one timestamp per record");
         let len = records.len();
-        Self { records: Box::new(records), len, timestamps: Some(timestamps) }
+        Self { records: Box::new(records), len, timestamps: Some(timestamps), encoder: None }
+    }
+
+    /// A batch that can be sent to another process: it knows how to
+    /// serialize its records. Timestamps, when given, are one per record.
+    ///
+    /// # Panics
+    /// If the lengths differ: that is a bug in the writer, not bad input.
+    pub fn serializable<T: Serialize + Send + 'static>(records: Vec<T>, timestamps: Option<Vec<i64>>) -> Self {
+        if let Some(timestamps) = &timestamps {
+            assert_eq!(records.len(), timestamps.len(), "one timestamp per record");
+        }
+        let len = records.len();
+        Self { records: Box::new(records), len, timestamps, encoder: Some(encode_vec::<T>) }
+    }
+
+    /// A batch received from another process: `bytes` is the postcard
+    /// encoding of `len` records.
+    pub fn encoded(bytes: Vec<u8>, len: usize, timestamps: Option<Vec<i64>>) -> Self {
+        Self { records: Box::new(EncodedRecords(bytes)), len, timestamps, encoder: None }
+    }
+
+    /// Appends the serialized records to `out`.
+    pub fn encode_records(&self, out: &mut Vec<u8>) -> Result<(), String> {
+        if let Some(EncodedRecords(bytes)) = self.records.downcast_ref::<EncodedRecords>() {
+            out.extend_from_slice(bytes);
+            return Ok(());
+        }
+        let encoder = self.encoder.ok_or("the records of this batch have no serialized form")?;
+        encoder(self.records.as_ref(), out)
+    }
+
+    /// The records' timestamps, if any record has one.
+    pub fn timestamps(&self) -> Option<&[i64]> {
+        self.timestamps.as_deref()
+    }
+
+    /// The records as `T`s: moved out when they were made in this process,
+    /// decoded when they came from another one.
+    pub fn into_data<T: DeserializeOwned + 'static>(self) -> Result<Vec<T>, String> {
+        match self.records.downcast::<Vec<T>>() {
+            Ok(records) => Ok(*records),
+            Err(records) => match records.downcast::<EncodedRecords>() {
+                Ok(encoded) => postcard::from_bytes::<Vec<T>>(&encoded.0).map_err(|error| {
+                    format!("a batch from another process does not decode as {}: {error}", std::any::type_name::<T>())
+                }),
+                Err(_) => {
+                    Err(format!("received a batch of an unexpected type; expected {}", std::any::type_name::<T>()))
+                }
+            },
+        }
     }
 
     /// Takes the timestamps out of the batch (`None`: no record has one).
@@ -97,7 +165,7 @@ impl Batch {
         let len = self.len;
         match self.records.downcast::<Vec<T>>() {
             Ok(records) => Ok(*records),
-            Err(records) => Err(Self { records, len, timestamps: None }),
+            Err(records) => Err(Self { records, len, timestamps: None, encoder: None }),
         }
     }
 }
@@ -118,6 +186,21 @@ mod tests {
         assert_eq!(batch.take_timestamps(), Some(vec![5, NO_TIMESTAMP]));
         assert_eq!(batch.take_timestamps(), None);
         assert_eq!(Batch::new(vec![1u8]).take_timestamps(), None);
+    }
+
+    #[test]
+    fn serializable_batches_survive_encoding() {
+        let batch = Batch::serializable(vec![("a".to_owned(), 1u64), ("bc".to_owned(), 2)], Some(vec![7, 8]));
+        let mut bytes = Vec::new();
+        batch.encode_records(&mut bytes).expect("encodes");
+        let received = Batch::encoded(bytes, batch.len(), batch.timestamps().map(<[i64]>::to_vec));
+        assert_eq!(received.timestamps(), Some(&[7, 8][..]));
+        let records: Vec<(String, u64)> = received.into_data().expect("decodes");
+        assert_eq!(records, vec![("a".to_owned(), 1), ("bc".to_owned(), 2)]);
+        let plain = Batch::new(vec![1u8]);
+        assert!(plain.encode_records(&mut Vec::new()).is_err(), "a plain batch has no serialized form");
+        let wrong = Batch::encoded(vec![0xff, 0xff], 1, None).into_data::<String>();
+        assert!(wrong.expect_err("garbage").contains("does not decode"));
     }
 
     #[test]

@@ -24,6 +24,7 @@ use weir_state::storage::{CheckpointStorage, StoragePath};
 use crate::checkpoint::{
     CheckpointMetadata, METADATA_FILE, RestoredCheckpoint, TaskControl, TaskEntry, TaskKey, TaskReport, checkpoint_dir,
 };
+use crate::exchange::{FromFollower, FromLeader, Placement, ToFollower, ToLeader};
 use crate::task::{TaskBody, TaskCheckpointing, TaskSetup, reachable_subtasks, run_input, run_source};
 use crate::{CancelToken, EdgeOutput, InputChannel, InputGate, JobError, TaskError, VertexFactory, blame, channel};
 
@@ -38,6 +39,9 @@ pub struct ExecutorConfig {
     pub checkpoints: Option<CheckpointSettings>,
     /// What happens when a task fails.
     pub restart: RestartStrategy,
+    /// Where this process stands when the job runs in several processes of
+    /// a cluster; `None` runs every task here.
+    pub placement: Option<Arc<Placement>>,
 }
 
 impl Default for ExecutorConfig {
@@ -47,6 +51,7 @@ impl Default for ExecutorConfig {
             flush_interval: Duration::from_millis(100),
             checkpoints: None,
             restart: RestartStrategy::None,
+            placement: None,
         }
     }
 }
@@ -58,6 +63,7 @@ impl std::fmt::Debug for ExecutorConfig {
             .field("flush_interval", &self.flush_interval)
             .field("checkpoints", &self.checkpoints.as_ref().map(|settings| &settings.config))
             .field("restart", &self.restart)
+            .field("placement", &self.placement)
             .finish()
     }
 }
@@ -126,7 +132,7 @@ pub struct LocalExecutor {
 }
 
 /// Per task: whether it is a source (triggers go to sources), and its control line.
-type TaskControls = BTreeMap<TaskKey, (bool, Sender<TaskControl>)>;
+type TaskControls = BTreeMap<TaskKey, (bool, ControlLine)>;
 
 /// How long tasks have to end after a stop-with-savepoint before they are cancelled.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -276,7 +282,10 @@ impl LocalExecutor {
         for candidate in &restore {
             check_restore(graph, candidate)?;
         }
-        let job_id = weir_state::storage::unique_id(&graph.name);
+        let job_id = match &self.config.placement {
+            Some(placement) => placement.run_id.clone(),
+            None => weir_state::storage::unique_id(&graph.name),
+        };
         let last_id = restore.first().map_or(0, |restore| restore.metadata.id.0);
         let first = (!restore.is_empty()).then(|| restore.remove(0));
         let mut progress = JobProgress {
@@ -294,6 +303,9 @@ impl LocalExecutor {
             match self.run_once(graph, factories, cancel, &mut progress, commands.as_ref()) {
                 RunOutcome::Finished => break Ok(()),
                 RunOutcome::Failed(_) if progress.stopped => break Ok(()),
+                // The processes of a cluster job run once: the coordinator
+                // deploys the whole job again (see `exchange::EXIT_RESTART`).
+                RunOutcome::Failed(error) if self.config.placement.is_some() => break Err(error),
                 RunOutcome::Failed(error @ (JobError::Cancelled(_) | JobError::Spawn { .. })) => break Err(error),
                 RunOutcome::Failed(error) if cancel.is_cancelled() => break Err(error),
                 RunOutcome::Failed(error @ JobError::RestoreFailed { .. }) => {
@@ -335,6 +347,11 @@ impl LocalExecutor {
     }
 
     /// One run of the job, from `progress.restore` if set.
+    ///
+    /// In a job spread over processes (`config.placement`), this process
+    /// runs its own slices; the leader also drives checkpoints and collects
+    /// the other processes' task ends, and a follower forwards its tasks'
+    /// reports to the leader and obeys its commands.
     fn run_once(
         &self,
         graph: &JobGraph,
@@ -346,9 +363,35 @@ impl LocalExecutor {
         // Each run has its own cancel token, so a failed run can be replaced;
         // cancelling the job cancels the run.
         let run_cancel = cancel.child();
+        let placement = self.config.placement.clone();
+        let exchange_failed =
+            |message: String| RunOutcome::Failed(JobError::Exchange { job: graph.name.clone(), message });
+        let mut leader_line = None;
+        if let Some(placement) = &placement {
+            placement.network.attach_run(&run_cancel);
+            if placement.is_leader() {
+                if let Err(message) = placement.network.await_followers(&placement.followers()) {
+                    return exchange_failed(message);
+                }
+            } else {
+                match placement.network.connect_leader(placement.process) {
+                    Ok(line) => leader_line = Some(line),
+                    Err(message) => return exchange_failed(message),
+                }
+            }
+        }
+        let is_follower = leader_line.is_some();
         let (report_tx, report_rx) = crossbeam_channel::unbounded();
-        let run_id: Arc<str> = Arc::from(&weir_state::storage::unique_id(&progress.job_id)[..12]);
-        let (tasks, controls) = self.plan(graph, factories, &run_cancel, progress, &report_tx, &run_id);
+        let run_id: Arc<str> = match &placement {
+            // Every process of the run names its files alike.
+            Some(placement) => Arc::from(placement.run_id.as_str()),
+            None => Arc::from(&weir_state::storage::unique_id(&progress.job_id)[..12]),
+        };
+        let PlannedRun { tasks, controls, mut remote_tasks } =
+            match self.plan(graph, factories, &run_cancel, progress, &report_tx, &run_id) {
+                Ok(planned) => planned,
+                Err(message) => return exchange_failed(message),
+            };
         // The driver keeps a sender itself: a disconnected line would make
         // the select below return at once, forever (a busy loop that took a
         // core from jobs without checkpointing).
@@ -361,13 +404,13 @@ impl LocalExecutor {
             let name = format!("{} ({})", task.setup.task_name, task.setup.subtask);
             let (done_tx, config, task_cancel) = (done_tx.clone(), self.config.clone(), run_cancel.clone());
             let spawned = std::thread::Builder::new().name(name.clone()).spawn(move || {
-                let identity = (task.setup.task_name.clone(), task.setup.subtask);
+                let key: TaskKey = (task.setup.vertex, task.setup.subtask.index);
                 let result = run_task(task, &config, &task_cancel);
                 if result.is_err() {
                     task_cancel.cancel();
                 }
                 // The receiver outlives every task thread, so this cannot fail.
-                let _ = done_tx.send((identity, result));
+                let _ = done_tx.send((key, result));
             });
             match spawned {
                 Ok(handle) => threads.push(handle),
@@ -379,7 +422,8 @@ impl LocalExecutor {
             }
         }
         drop(done_tx);
-        let mut driver = self.config.checkpoints.as_ref().map(|settings| {
+        // Leader: the tasks other processes run, until they report their end.
+        let mut driver = (self.config.checkpoints.as_ref().filter(|_| !is_follower)).map(|settings| {
             let tasks = controls.keys().copied().collect::<Vec<_>>();
             CheckpointDriver {
                 settings: settings.clone(),
@@ -391,6 +435,7 @@ impl LocalExecutor {
                 ),
                 running_sources: controls.values().filter(|(is_source, _)| *is_source).count(),
                 controls: &controls,
+                placement: placement.as_deref(),
                 pending_files: BTreeMap::new(),
                 final_commits: Vec::new(),
                 plain_savepoints: std::collections::BTreeSet::new(),
@@ -399,52 +444,130 @@ impl LocalExecutor {
                 graph,
             }
         });
+        let follower_inbox = match &placement {
+            Some(placement) if placement.is_leader() => placement.network.inbox(),
+            _ => crossbeam_channel::never(),
+        };
+        let leader_inbox = leader_line.clone().unwrap_or_else(crossbeam_channel::never);
+        // Follower: commits of finished tasks, run when the leader says so.
+        let mut held_commits: BTreeMap<TaskKey, Vec<crate::checkpoint::FinalCommit>> = BTreeMap::new();
+        let mut job_end: Option<bool> = None;
+        let mut leader_gone = false;
+        let mut cancel_sent = false;
         let mut cancelled = false;
-        let mut running = threads.len();
-        while running > 0 {
-            let event = crossbeam_channel::select! {
-                recv(done_rx) -> done => done.ok().map(Ok),
-                recv(report_rx) -> report => report.ok().map(Err),
+        let mut running = threads.len() + remote_tasks.len();
+        while running > 0 || (is_follower && job_end.is_none() && !leader_gone) {
+            let happening = crossbeam_channel::select! {
+                recv(done_rx) -> done => done.ok().map(Happening::Done),
+                recv(report_rx) -> report => report.ok().map(Happening::Report),
+                recv(follower_inbox) -> item => item.ok().map(|(process, item)| Happening::Follower(process, item)),
+                recv(leader_inbox) -> item => item.ok().map(Happening::Leader),
                 default(Duration::from_millis(5)) => None,
             };
-            match event {
-                Some(Ok(((task, subtask), result))) => {
+            match happening {
+                Some(Happening::Done((task, result))) => {
                     running -= 1;
-                    match result {
-                        // Tasks cancelled because of a failure may report before the
-                        // failed one does: the operator failure wins, whatever the order.
-                        Err(TaskError::Operator { operator, message }) if failure.is_none() => {
-                            tracing::error!(job = %graph.name, %task, %subtask, %operator, %message, "task failed");
-                            failure = Some(JobError::TaskFailed {
-                                job: graph.name.clone(),
-                                task: task.to_string(),
-                                subtask,
-                                operator,
-                                message,
-                            });
-                        }
-                        Err(TaskError::Restore { operator, message }) if failure.is_none() => {
-                            let checkpoint = progress.restore.as_ref().map_or(0, |restore| restore.metadata.id.0);
-                            tracing::error!(job = %graph.name, %task, %subtask, %operator, %message, "restore failed");
-                            failure = Some(JobError::RestoreFailed {
-                                job: graph.name.clone(),
-                                checkpoint,
-                                operator,
-                                message,
-                            });
-                        }
-                        Err(TaskError::Cancelled) => cancelled = true,
-                        // A finishing task reports to the checkpoint driver itself.
-                        Ok(()) => {}
-                        Err(TaskError::Operator { .. } | TaskError::Restore { .. }) => {}
+                    if let (true, Some(placement)) = (is_follower, &placement) {
+                        placement.network.to_leader(&ToLeader::Done { task, outcome: result.clone() });
                     }
+                    record_task_end(graph, progress, task, result, &mut failure, &mut cancelled);
                 }
-                Some(Err(report)) => {
-                    if let Some(driver) = &mut driver {
+                Some(Happening::Report(report)) => match (&placement, &mut driver) {
+                    (Some(placement), _) if is_follower => {
+                        let message = match report {
+                            TaskReport::Ack { id, task, snapshot } => ToLeader::Ack { id, task, snapshot },
+                            TaskReport::Decline { id, task, message } => ToLeader::Decline { id, task, message },
+                            TaskReport::Finished { task, snapshot, commits } => {
+                                held_commits.insert(task, commits);
+                                ToLeader::Finished { task, snapshot }
+                            }
+                        };
+                        placement.network.to_leader(&message);
+                    }
+                    (_, Some(driver)) => {
                         let actions = driver.report(report);
                         driver.carry_out(actions, progress, &run_cancel, &mut failure);
                     }
+                    _ => {}
+                },
+                Some(Happening::Follower(process, item)) => {
+                    let placement = placement.as_ref().expect("only a leader has followers");
+                    match item {
+                        FromFollower::Message(ToLeader::Done { task, outcome }) => {
+                            if remote_tasks.remove(&task) {
+                                running -= 1;
+                                record_task_end(graph, progress, task, outcome, &mut failure, &mut cancelled);
+                            }
+                        }
+                        FromFollower::Message(message) => {
+                            let report = match message {
+                                ToLeader::Ack { id, task, snapshot } => Some(TaskReport::Ack { id, task, snapshot }),
+                                ToLeader::Decline { id, task, message } => {
+                                    Some(TaskReport::Decline { id, task, message })
+                                }
+                                ToLeader::Finished { task, snapshot } => {
+                                    let placement = placement.clone();
+                                    let commit: crate::checkpoint::FinalCommit = Box::new(move || {
+                                        placement.network.to_follower(process, &ToFollower::CommitFinished { task });
+                                        Ok(())
+                                    });
+                                    Some(TaskReport::Finished { task, snapshot, commits: vec![commit] })
+                                }
+                                ToLeader::CommitFailed { message } => {
+                                    failure.get_or_insert(JobError::Checkpointing { job: graph.name.clone(), message });
+                                    run_cancel.cancel();
+                                    None
+                                }
+                                ToLeader::Hello { .. } | ToLeader::Done { .. } => None,
+                            };
+                            if let (Some(report), Some(driver)) = (report, &mut driver) {
+                                let actions = driver.report(report);
+                                driver.carry_out(actions, progress, &run_cancel, &mut failure);
+                            }
+                        }
+                        FromFollower::Lost(message) => {
+                            failure.get_or_insert(JobError::Exchange { job: graph.name.clone(), message });
+                            run_cancel.cancel();
+                            // Its tasks will not report any more.
+                            let lost: Vec<TaskKey> = remote_tasks
+                                .iter()
+                                .filter(|(_, index)| placement.process_of(*index) == process)
+                                .copied()
+                                .collect();
+                            for task in lost {
+                                remote_tasks.remove(&task);
+                                running -= 1;
+                            }
+                        }
+                    }
                 }
+                Some(Happening::Leader(item)) => match item {
+                    FromLeader::Message(ToFollower::Task { task, command }) => {
+                        if let Some((_, ControlLine::Local(line))) = controls.get(&task) {
+                            // A task that ended no longer listens; that is fine.
+                            let _ = line.send(command);
+                        }
+                    }
+                    FromLeader::Message(ToFollower::CommitFinished { task }) => {
+                        for commit in held_commits.remove(&task).unwrap_or_default() {
+                            if let Err(message) = commit() {
+                                if let Some(placement) = &placement {
+                                    placement.network.to_leader(&ToLeader::CommitFailed { message: message.clone() });
+                                }
+                                failure.get_or_insert(JobError::Checkpointing { job: graph.name.clone(), message });
+                            }
+                        }
+                    }
+                    FromLeader::Message(ToFollower::Cancel) => run_cancel.cancel(),
+                    FromLeader::Message(ToFollower::JobEnd { success }) => job_end = Some(success),
+                    FromLeader::Lost(message) => {
+                        leader_gone = true;
+                        if job_end.is_none() {
+                            failure.get_or_insert(JobError::Exchange { job: graph.name.clone(), message });
+                            run_cancel.cancel();
+                        }
+                    }
+                },
                 None => {}
             }
             while let Some(JobCommand::Savepoint { stop, reply }) =
@@ -478,6 +601,15 @@ impl LocalExecutor {
                     driver.carry_out(actions, progress, &run_cancel, &mut failure);
                 }
             }
+            if let Some(placement) = placement.as_ref().filter(|placement| placement.is_leader())
+                && !cancel_sent
+                && (failure.is_some() || run_cancel.is_cancelled())
+            {
+                cancel_sent = true;
+                for follower in placement.followers() {
+                    placement.network.to_follower(follower, &ToFollower::Cancel);
+                }
+            }
         }
         // A task reports before it returns, but the two lines are separate:
         // what the last tasks reported may still wait here.
@@ -496,6 +628,39 @@ impl LocalExecutor {
             && let Err(message) = driver.run_final_commits()
         {
             failure = Some(JobError::Checkpointing { job: graph.name.clone(), message });
+        }
+        if let Some(placement) = &placement {
+            if is_follower {
+                match job_end {
+                    Some(true) => {
+                        // Stopped with a savepoint, or finished: what is left commits now.
+                        for commit in std::mem::take(&mut held_commits).into_values().flatten() {
+                            if let Err(message) = commit() {
+                                failure.get_or_insert(JobError::Checkpointing { job: graph.name.clone(), message });
+                            }
+                        }
+                        if failure.as_ref().is_none_or(|error| !matches!(error, JobError::Checkpointing { .. })) {
+                            failure = None;
+                            cancelled = false;
+                        }
+                    }
+                    _ => {
+                        failure.get_or_insert(JobError::Exchange {
+                            job: graph.name.clone(),
+                            message: "the job failed in another process".into(),
+                        });
+                    }
+                }
+                placement.network.close_leader();
+            } else {
+                if failure.is_none()
+                    && let Some(message) = placement.network.failure()
+                {
+                    failure = Some(JobError::Exchange { job: graph.name.clone(), message });
+                }
+                let success = (failure.is_none() && !cancelled) || progress.stopped;
+                finish_followers(placement, success);
+            }
         }
         if cancelled && failure.is_none() {
             failure = Some(JobError::Cancelled(graph.name.clone()));
@@ -522,19 +687,37 @@ impl LocalExecutor {
         progress: &JobProgress,
         reports: &Sender<TaskReport>,
         run_id: &Arc<str>,
-    ) -> (Vec<PlannedTask>, TaskControls) {
+    ) -> Result<PlannedRun, String> {
+        let placement = self.config.placement.as_deref();
+        let is_local = |index: usize| placement.is_none_or(|placement| placement.is_local(index));
         let mut inputs: Vec<Vec<Vec<InputChannel>>> =
             graph.vertices.iter().map(|v| (0..v.parallelism).map(|_| Vec::new()).collect()).collect();
         let mut outputs: Vec<Vec<Vec<EdgeOutput>>> =
             graph.vertices.iter().map(|v| (0..v.parallelism).map(|_| Vec::new()).collect()).collect();
-        for edge in &graph.edges {
+        let capacity = self.config.channel_capacity;
+        for (edge_index, edge) in graph.edges.iter().enumerate() {
             let (source, target) = (graph.vertex(edge.source), graph.vertex(edge.target));
             for (upstream, upstream_outputs) in outputs[source.id.0 as usize].iter_mut().enumerate() {
                 let mut channels = Vec::new();
                 for downstream in reachable_subtasks(edge, upstream, target.parallelism) {
-                    let (sender, receiver) = channel::bounded(self.config.channel_capacity, cancel.clone());
-                    channels.push(sender);
-                    inputs[target.id.0 as usize][downstream].push(receiver);
+                    let key = (edge_index as u32, upstream as u32, downstream as u32);
+                    let inputs = &mut inputs[target.id.0 as usize][downstream];
+                    match (is_local(upstream), is_local(downstream), placement) {
+                        (true, false, Some(placement)) => channels.push(placement.network.remote_output(
+                            key,
+                            placement.process_of(downstream),
+                            cancel.clone(),
+                        )?),
+                        (false, true, Some(placement)) => {
+                            inputs.push(placement.network.remote_input(key, capacity, cancel.clone()));
+                        }
+                        (false, false, _) => {}
+                        _ => {
+                            let (sender, receiver) = channel::bounded(capacity, cancel.clone());
+                            channels.push(sender);
+                            inputs.push(receiver);
+                        }
+                    }
                 }
                 upstream_outputs.push(EdgeOutput { partitioning: edge.partitioning, channels });
             }
@@ -543,14 +726,26 @@ impl LocalExecutor {
             graph.vertices.iter().map(|vertex| graph.edges.iter().any(|edge| edge.target == vertex.id)).collect();
         let mut tasks = Vec::new();
         let mut controls = BTreeMap::new();
+        let mut remote_tasks = std::collections::BTreeSet::new();
         for ((vertex, vertex_inputs), vertex_outputs) in graph.vertices.iter().zip(inputs).zip(outputs) {
             let task_name: Arc<str> = Arc::from(vertex.name.as_str());
+            let is_source = !has_inputs[vertex.id.0 as usize];
             for (index, (inputs, outputs)) in vertex_inputs.into_iter().zip(vertex_outputs).enumerate() {
                 let key: TaskKey = (vertex.id, index);
+                if let Some(placement) = placement.filter(|_| !is_local(index)) {
+                    // The leader drives and awaits every task; a follower only its own.
+                    if placement.is_leader() {
+                        remote_tasks.insert(key);
+                        if self.config.checkpoints.is_some() {
+                            controls.insert(key, (is_source, ControlLine::Remote(placement.process_of(index))));
+                        }
+                    }
+                    continue;
+                }
                 let checkpointing = self.config.checkpoints.as_ref().map(|settings| {
                     let (control_tx, control_rx): (Sender<TaskControl>, Receiver<TaskControl>) =
                         crossbeam_channel::unbounded();
-                    controls.insert(key, (!has_inputs[vertex.id.0 as usize], control_tx));
+                    controls.insert(key, (is_source, ControlLine::Local(control_tx)));
                     TaskCheckpointing {
                         key,
                         control: control_rx,
@@ -580,8 +775,93 @@ impl LocalExecutor {
                 });
             }
         }
-        (tasks, controls)
+        Ok(PlannedRun { tasks, controls, remote_tasks })
     }
+}
+
+/// The tasks of one run in this process, and how to reach every task.
+struct PlannedRun {
+    tasks: Vec<PlannedTask>,
+    controls: TaskControls,
+    /// Leader: the tasks other processes run.
+    remote_tasks: std::collections::BTreeSet<TaskKey>,
+}
+
+/// What the run loop of [`LocalExecutor::run_once`] reacts to.
+enum Happening {
+    /// A task of this process returned.
+    Done((TaskKey, Result<(), TaskError>)),
+    /// A task of this process reported on a checkpoint or its end.
+    Report(TaskReport),
+    /// Leader: a follower process spoke, or was lost.
+    Follower(usize, FromFollower),
+    /// Follower: the leader spoke, or was lost.
+    Leader(FromLeader),
+}
+
+/// Where a task's checkpoint commands go.
+enum ControlLine {
+    /// A task of this process.
+    Local(Sender<TaskControl>),
+    /// A task of another process (leader only), by process index.
+    Remote(usize),
+}
+
+/// Takes note of a task's end: the first operator or restore failure is the
+/// root cause; cancellations only follow one.
+fn record_task_end(
+    graph: &JobGraph,
+    progress: &JobProgress,
+    (vertex, index): TaskKey,
+    result: Result<(), TaskError>,
+    failure: &mut Option<JobError>,
+    cancelled: &mut bool,
+) {
+    let vertex = graph.vertex(vertex);
+    let (task, subtask) = (&vertex.name, SubtaskIndex { index, parallelism: vertex.parallelism });
+    match result {
+        // Tasks cancelled because of a failure may report before the failed one does: the
+        // operator failure wins, whatever the order.
+        Err(TaskError::Operator { operator, message }) if failure.is_none() => {
+            tracing::error!(job = %graph.name, %task, %subtask, %operator, %message, "task failed");
+            *failure =
+                Some(JobError::TaskFailed { job: graph.name.clone(), task: task.clone(), subtask, operator, message });
+        }
+        Err(TaskError::Restore { operator, message }) if failure.is_none() => {
+            let checkpoint = progress.restore.as_ref().map_or(0, |restore| restore.metadata.id.0);
+            tracing::error!(job = %graph.name, %task, %subtask, %operator, %message, "restore failed");
+            *failure = Some(JobError::RestoreFailed { job: graph.name.clone(), checkpoint, operator, message });
+        }
+        Err(TaskError::Cancelled) => *cancelled = true,
+        // A finishing task reports to the checkpoint driver itself.
+        Ok(()) => {}
+        Err(TaskError::Operator { .. } | TaskError::Restore { .. }) => {}
+    }
+}
+
+/// Leader: tells the followers how the job ended and waits (a while) for
+/// them to close their control streams, so none mistakes the leader's exit
+/// for a failure.
+fn finish_followers(placement: &Placement, success: bool) {
+    let mut open = placement.followers();
+    for follower in &open {
+        placement.network.to_follower(*follower, &ToFollower::JobEnd { success });
+    }
+    let inbox = placement.network.inbox();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !open.is_empty() {
+        match inbox.recv_deadline(deadline) {
+            Ok((process, FromFollower::Lost(_))) => {
+                open.remove(&process);
+            }
+            Ok(_) => {}
+            Err(_) => {
+                tracing::warn!(processes = ?open, "followers did not close their control streams");
+                break;
+            }
+        }
+    }
+    placement.network.close_followers();
 }
 
 /// Carries out the checkpoint coordinator's decisions during one run.
@@ -590,6 +870,8 @@ struct CheckpointDriver<'a> {
     coordinator: CheckpointCoordinator<TaskKey, crate::checkpoint::TaskSnapshot>,
     /// Per task: whether it is a source, and its control line.
     controls: &'a TaskControls,
+    /// Where the job's processes are, when it has several.
+    placement: Option<&'a Placement>,
     /// Files of acks of checkpoints not complete yet.
     pending_files: BTreeMap<CheckpointId, Vec<StoragePath>>,
     /// Source tasks that have not finished.
@@ -659,10 +941,17 @@ impl CheckpointDriver<'_> {
     }
 
     fn send_to(&self, sources_only: bool, command: TaskControl) {
-        for (is_source, control) in self.controls.values() {
-            if *is_source || !sources_only {
+        for (task, (is_source, line)) in self.controls {
+            if !*is_source && sources_only {
+                continue;
+            }
+            match (line, self.placement) {
                 // A task that ended no longer listens; that is fine.
-                let _ = control.send(command);
+                (ControlLine::Local(line), _) => drop(line.send(command)),
+                (ControlLine::Remote(process), Some(placement)) => {
+                    placement.network.to_follower(*process, &ToFollower::Task { task: *task, command });
+                }
+                (ControlLine::Remote(_), None) => {}
             }
         }
     }

@@ -24,6 +24,7 @@ pub mod checkpoint;
 pub mod daemon;
 pub mod error;
 pub mod event;
+pub mod exchange;
 pub mod executor;
 pub mod input_gate;
 pub mod task;

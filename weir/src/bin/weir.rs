@@ -120,6 +120,18 @@ fn command() -> Command {
         .subcommand(
             Command::new("cancel").about("Cancel a job").arg(Arg::new("job").required(true)).arg(coordinator_flag()),
         )
+        .subcommand(
+            Command::new("savepoint")
+                .about("Take a savepoint of a running job and print its directory")
+                .arg(Arg::new("job").required(true))
+                .arg(
+                    Arg::new("stop")
+                        .long("stop")
+                        .action(ArgAction::SetTrue)
+                        .help("End the job once the savepoint completed (its sinks commit what it covers)"),
+                )
+                .arg(coordinator_flag()),
+        )
 }
 
 fn main() -> ExitCode {
@@ -196,6 +208,14 @@ async fn run(matches: ArgMatches) -> Result<ExitCode> {
             println!("{id} canceled");
             Ok(ExitCode::SUCCESS)
         }
+        Some(("savepoint", args)) => {
+            let id = args.get_one::<String>("job").context("JOB_ID")?.clone();
+            let stop = args.get_flag("stop");
+            let request = pb::TriggerSavepointRequest { job_id: id.clone(), stop };
+            let path = connect(args).await?.trigger_savepoint(request).await?.into_inner().path;
+            println!("{path}");
+            Ok(ExitCode::SUCCESS)
+        }
         _ => bail!("unknown command; see weir --help"),
     }
 }
@@ -227,7 +247,7 @@ fn state_name(state: i32) -> &'static str {
 fn describe(job: &pb::JobInfo) -> String {
     let mut line = format!("{}  {}  {}  attempts={}", job.job_id, state_name(job.state), job.name, job.attempts);
     if !job.worker_id.is_empty() {
-        line.push_str(&format!("  worker={}", job.worker_id));
+        line.push_str(&format!("  workers={}", job.worker_id));
     }
     if !job.message.is_empty() {
         line.push_str(&format!("  ({})", job.message.lines().last().unwrap_or_default()));
