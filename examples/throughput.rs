@@ -21,6 +21,10 @@
 //!   rate: with checkpoints, barriers wait at the union for the slow input
 //!   (`RUST_LOG=weir_worker=debug` logs each task's alignment time).
 //!
+//! `--sink-records-per-second R` (keyed pipeline) puts a deliberately slow operator (at most R
+//! records per second over all its instances) in front of the sink, so the
+//! pipeline runs under backpressure.
+//!
 //! The engine flags apply: `--state-backend memory|rocksdb` picks where keyed
 //! state lives, `--checkpoint-dir DIR --checkpoint-interval-ms N` takes
 //! checkpoints (generator positions and keyed state), as in every job.
@@ -38,6 +42,26 @@ struct Options {
     records: u64,
     keys: u64,
     events_per_second: u64,
+    sink_records_per_second: Option<u64>,
+}
+
+/// `stream`, slowed down to `rate` records per second over all its instances
+/// (each instance sleeps until its share of the rate allows the next record).
+fn throttled<T: Data>(stream: &DataStream<T>, rate: Option<u64>, parallelism: usize) -> DataStream<T> {
+    let Some(rate) = rate else { return stream.clone() };
+    let per_instance = rate.max(1) as f64 / parallelism.max(1) as f64;
+    let mut progress: Option<(std::time::Instant, u64)> = None;
+    stream
+        .map(move |record: T| {
+            let (start, count) = progress.get_or_insert_with(|| (std::time::Instant::now(), 0));
+            *count += 1;
+            let due = Duration::from_secs_f64(*count as f64 / per_instance);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            record
+        })
+        .name("Slow sink")
 }
 
 /// `(key, value, timestamp ms)`.
@@ -87,7 +111,7 @@ fn main() -> ExitCode {
         Err(message) => {
             eprintln!("error: {message}");
             eprintln!(
-                "usage: throughput --pipeline {} [--records N] [--keys N] [--events-per-second N] \
+                "usage: throughput --pipeline {} [--records N] [--keys N] [--events-per-second N] [--sink-records-per-second R] \
                  [--parallelism N] [--state-backend memory|rocksdb] [--checkpoint-dir DIR --checkpoint-interval-ms N]",
                 PIPELINES.join("|")
             );
@@ -131,11 +155,11 @@ fn main() -> ExitCode {
         }
         _ => {
             let keys = options.keys;
-            records
+            let sums = records
                 .map(move |n: u64| (n % keys, 1u64))
                 .key_by(|pair: &(u64, u64)| pair.0)
-                .sum(|pair: &mut (u64, u64)| &mut pair.1)
-                .discard();
+                .sum(|pair: &mut (u64, u64)| &mut pair.1);
+            throttled(&sums, options.sink_records_per_second, env.parallelism()).discard();
         }
     }
     let executed = env.execute(&format!("throughput-{}", options.pipeline));
@@ -163,8 +187,13 @@ fn main() -> ExitCode {
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
-    let mut options =
-        Options { pipeline: "stateless".into(), records: 100_000_000, keys: 10_000, events_per_second: 5_000_000 };
+    let mut options = Options {
+        pipeline: "stateless".into(),
+        records: 100_000_000,
+        keys: 10_000,
+        events_per_second: 5_000_000,
+        sink_records_per_second: None,
+    };
     let mut args = args.iter();
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -175,6 +204,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--records" => options.records = number()?,
             "--keys" => options.keys = number()?.max(1),
             "--events-per-second" => options.events_per_second = number()?.max(1),
+            "--sink-records-per-second" => options.sink_records_per_second = Some(number()?.max(1)),
             _ => return Err(format!("unknown flag {flag}")),
         }
     }

@@ -134,6 +134,24 @@ fn committed(dir: &Path) -> Vec<String> {
     lines
 }
 
+/// Compares rows as multisets and names what is missing or extra.
+fn assert_same_rows(actual: &[String], expected: &[String], what: &str) {
+    let count = |rows: &[String]| {
+        let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+        rows.iter().for_each(|row| *counts.entry(row.clone()).or_default() += 1);
+        counts
+    };
+    let (have, want) = (count(actual), count(expected));
+    let missing: Vec<_> = want.iter().filter(|(row, n)| have.get(*row) != Some(n)).take(5).collect();
+    let extra: Vec<_> = have.iter().filter(|(row, n)| want.get(*row) != Some(n)).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{what}: {} rows, {} expected; expected but not (as often) found: {missing:?}; found unexpectedly: {extra:?}",
+        actual.len(),
+        expected.len()
+    );
+}
+
 fn job_args<'a>(input: &'a str, output: &'a str) -> Vec<&'a str> {
     vec![input, "--window-ms", "1000", "--output", output, "--checkpoint-interval-ms", "100"]
 }
@@ -254,6 +272,125 @@ fn a_killed_worker_is_replaced_and_the_output_stays_exact() -> Result<()> {
     assert_eq!(job_workers(&again).len(), 2, "four slices on the two workers left: {again}");
     cluster.wait_for(&job, "FINISHED", &[], Duration::from_secs(120))?;
     assert_eq!(committed(&output), group_by(&generated_readings(600_000), 1000), "nothing lost, nothing twice");
+    Ok(())
+}
+
+#[test]
+fn a_job_stopped_with_a_savepoint_resumes_from_it_at_another_parallelism() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cluster = Cluster::start(dir.path(), 3, 2)?;
+    let example = common::example_binary("event_time_windows")?;
+    let output = dir.path().join("out");
+    let output_arg = output.to_str().context("path")?;
+    let example_arg = example.to_str().context("path")?;
+    let mut job_args = generator_args("400000", output_arg);
+    // At parallelism 3 one reader takes over two of the four generator
+    // positions and interleaves them; their event times differ by how far
+    // apart the stopped readers were, so the watermark allows for that (it
+    // follows each reader, not each position).
+    job_args.extend(["--rate", "100000", "--out-of-orderness-ms", "30000"]);
+    let mut args = vec!["submit", example_arg, "--parallelism", "4", "--detached", "--"];
+    args.extend(job_args.iter().copied());
+    let job = String::from_utf8(cluster.weir(&args)?.stdout)?.trim().to_owned();
+    cluster.wait_for(&job, "RUNNING", &[], Duration::from_secs(30))?;
+    let started = Instant::now();
+    while committed(&output).is_empty() {
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("no output committed within a minute");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let savepoint = cluster.weir(&["savepoint", &job, "--stop"])?;
+    assert!(savepoint.status.success(), "{}", String::from_utf8_lossy(&savepoint.stderr));
+    let path = String::from_utf8(savepoint.stdout)?.trim().to_owned();
+    assert!(Path::new(&path).join("_metadata").exists(), "the savepoint is at {path}");
+    cluster.wait_for(&job, "FINISHED", &[], Duration::from_secs(30))?;
+    let partial = committed(&output);
+    let expected = group_by(&generated_readings(400_000), 1000);
+    assert!(!partial.is_empty() && partial.len() < expected.len(), "stopped mid-way: {} rows", partial.len());
+    // Resume with three slices instead of four.
+    let mut args = vec!["submit", example_arg, "--parallelism", "3", "--from-savepoint", &path, "--"];
+    args.extend(job_args.iter().copied());
+    let resumed = cluster.weir(&args)?;
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert_same_rows(&committed(&output), &expected, "stopped and resumed: nothing lost, nothing twice");
+    Ok(())
+}
+
+/// The processes whose parent is `parent` (Linux `/proc`).
+fn children(parent: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // `pid (comm) state ppid …`: the command may hold spaces and parentheses.
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Resident memory (bytes) and CPU time used so far (clock ticks) of `pid`.
+fn rss_and_cpu(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss_kb = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the command.
+    let cpu = fields.get(11).and_then(|utime| utime.parse::<u64>().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|stime| stime.parse::<u64>().ok()).unwrap_or(0);
+    (rss_kb * 1024, cpu)
+}
+
+#[test]
+fn a_slow_sink_backpressures_its_producers_across_processes_with_bounded_memory() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cluster = Cluster::start(dir.path(), 2, 1)?;
+    let example = common::example_binary("throughput")?;
+    let example_arg = example.to_str().context("path")?;
+    // A billion records, summed per key and then handed to a sink that takes
+    // 20,000 per second: without backpressure the generators would race
+    // ahead and buffer hundreds of megabytes within seconds.
+    let args = [
+        "submit", example_arg, "--parallelism", "2", "--detached", "--", "--pipeline", "keyed", "--records",
+        "1000000000", "--sink-records-per-second", "20000",
+    ];
+    let submitted = cluster.weir(&args)?;
+    let job = String::from_utf8(submitted.stdout)?.trim().to_owned();
+    assert!(job.starts_with("job-"), "{}", String::from_utf8_lossy(&submitted.stderr));
+    let running = cluster.wait_for(&job, "RUNNING", &[], Duration::from_secs(30))?;
+    assert_eq!(job_workers(&running).len(), 2, "one slice per worker: the keyed exchange crosses processes");
+    let job_processes: Vec<u32> = cluster.workers.iter().flat_map(|(worker, _)| children(worker.0.id())).collect();
+    assert_eq!(job_processes.len(), 2, "one job process per worker");
+    std::thread::sleep(Duration::from_secs(2)); // Past start-up: buffers fill, then stay full.
+    let ticks_per_second = 100.0; // USER_HZ on Linux.
+    let first: Vec<(u64, u64)> = job_processes.iter().map(|pid| rss_and_cpu(*pid)).collect();
+    let mut peak = 0;
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(200));
+        peak = peak.max(job_processes.iter().map(|pid| rss_and_cpu(*pid).0).max().unwrap_or(0));
+    }
+    let last: Vec<(u64, u64)> = job_processes.iter().map(|pid| rss_and_cpu(*pid)).collect();
+    let cpu_seconds: f64 = first.iter().zip(&last).map(|(a, b)| (b.1 - a.1) as f64 / ticks_per_second).sum();
+    let growth: i64 = first.iter().zip(&last).map(|(a, b)| b.0 as i64 - a.0 as i64).max().unwrap_or(0);
+    eprintln!(
+        "slow sink: peak RSS {:.1} MiB, largest growth over 4 s {:.1} MiB, CPU {cpu_seconds:.2} s in 4 s",
+        peak as f64 / 1048576.0,
+        growth as f64 / 1048576.0
+    );
+    assert!(cluster.status(&job)?.contains(" RUNNING "), "the job is held back, not finished");
+    assert!(peak < 200 * 1024 * 1024, "memory stays bounded: peak RSS {peak} bytes");
+    assert!(growth < 16 * 1024 * 1024, "memory does not grow: {growth} bytes in 4 s");
+    // Blocked producers do not spin: two processes use well under their two cores.
+    assert!(cpu_seconds < 4.0, "the producers wait for credit: {cpu_seconds} CPU seconds in 4 s");
+    let canceled = cluster.weir(&["cancel", &job])?;
+    assert!(canceled.status.success());
     Ok(())
 }
 

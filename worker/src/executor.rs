@@ -632,17 +632,17 @@ impl LocalExecutor {
         if let Some(placement) = &placement {
             if is_follower {
                 match job_end {
+                    // Every commit due ran on the leader's word already: the
+                    // leader asks for the commits of each finished task it
+                    // heard of before it ends the job. Commits still held
+                    // here belong to tasks that ended only because the job
+                    // stopped (their inputs vanished); they must not run.
                     Some(true) => {
-                        // Stopped with a savepoint, or finished: what is left commits now.
-                        for commit in std::mem::take(&mut held_commits).into_values().flatten() {
-                            if let Err(message) = commit() {
-                                failure.get_or_insert(JobError::Checkpointing { job: graph.name.clone(), message });
-                            }
+                        if !held_commits.is_empty() {
+                            tracing::debug!(tasks = held_commits.len(), "dropping commits of tasks ended by the stop");
                         }
-                        if failure.as_ref().is_none_or(|error| !matches!(error, JobError::Checkpointing { .. })) {
-                            failure = None;
-                            cancelled = false;
-                        }
+                        failure = None;
+                        cancelled = false;
                     }
                     _ => {
                         failure.get_or_insert(JobError::Exchange {
