@@ -317,6 +317,23 @@ fn a_job_stopped_with_a_savepoint_resumes_from_it_at_another_parallelism() -> Re
     Ok(())
 }
 
+#[test]
+fn weir_run_runs_a_job_on_an_embedded_cluster_and_prints_its_output() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("words.txt");
+    std::fs::write(&input, "the quick fox\nthe lazy dog\nthe end\n")?;
+    common::example_binary("wordcount")?; // Built, where `--example` finds it.
+    let run = Command::new(WEIR)
+        .args(["run", "--example", "wordcount", "--parallelism", "2", "--", input.to_str().context("path")?])
+        .output()?;
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let mut counts: Vec<String> = String::from_utf8(run.stdout)?.lines().map(str::to_owned).collect();
+    counts.sort();
+    let expected = ["dog\t1", "end\t1", "fox\t1", "lazy\t1", "quick\t1", "the\t3"];
+    assert_eq!(counts, expected);
+    Ok(())
+}
+
 /// The processes whose parent is `parent` (Linux `/proc`).
 fn children(parent: u32) -> Vec<u32> {
     let mut found = Vec::new();

@@ -113,6 +113,33 @@ fn command() -> Command {
                 )
                 .arg(Arg::new("args").value_name("JOB_ARGS").num_args(0..).last(true)),
         )
+        .subcommand(
+            Command::new("run")
+                .about(
+                    "Run a job binary on an embedded local cluster: a coordinator and a worker in this process, \
+                     the job as in any cluster; prints the job's output at its end",
+                )
+                .arg(
+                    Arg::new("binary")
+                        .value_name("JOB_BINARY")
+                        .required_unless_present("example")
+                        .value_parser(value_parser!(PathBuf)),
+                )
+                .arg(
+                    Arg::new("example")
+                        .long("example")
+                        .value_name("NAME")
+                        .conflicts_with("binary")
+                        .help("an example built by `cargo build --example NAME`"),
+                )
+                .arg(
+                    Arg::new("parallelism")
+                        .long("parallelism")
+                        .value_name("N")
+                        .value_parser(value_parser!(u32).range(1..)),
+                )
+                .arg(Arg::new("args").value_name("JOB_ARGS").num_args(0..).last(true)),
+        )
         .subcommand(Command::new("list").about("List the jobs").arg(coordinator_flag()))
         .subcommand(
             Command::new("status").about("Show a job").arg(Arg::new("job").required(true)).arg(coordinator_flag()),
@@ -135,10 +162,13 @@ fn command() -> Command {
 }
 
 fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     let matches = command().get_matches();
+    // The daemons log what they do; `run` shows the job's output, and only
+    // warnings of the embedded cluster.
+    let default_level = if matches.subcommand_name() == Some("run") { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -189,6 +219,7 @@ async fn run(matches: ArgMatches) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(("submit", args)) => submit(args).await,
+        Some(("run", args)) => run_embedded(args).await,
         Some(("list", args)) => {
             let jobs = connect(args).await?.list_jobs(pb::ListJobsRequest {}).await?.into_inner().jobs;
             for job in jobs {
@@ -225,7 +256,11 @@ fn coordinator_url(args: &ArgMatches) -> Result<String> {
 }
 
 async fn connect(args: &ArgMatches) -> Result<CoordinatorClient<tonic::transport::Channel>> {
-    let url = coordinator_url(args)?;
+    connect_to(&coordinator_url(args)?).await
+}
+
+async fn connect_to(url: &str) -> Result<CoordinatorClient<tonic::transport::Channel>> {
+    let url = url.to_owned();
     CoordinatorClient::connect(url.clone()).await.map_err(|error| {
         anyhow!("cannot reach the coordinator at {url}: {error}; start one with `weir coordinator` or pass --coordinator URL")
     })
@@ -340,31 +375,52 @@ async fn upload(
     Ok(())
 }
 
-async fn submit(args: &ArgMatches) -> Result<ExitCode> {
-    let binary = args.get_one::<PathBuf>("binary").context("JOB_BINARY")?.clone();
+/// The job arguments of `submit` and `run`, with `--parallelism` in front.
+fn job_arguments(args: &ArgMatches) -> Vec<String> {
     let mut job_args: Vec<String> =
         args.get_many::<String>("args").map(|values| values.cloned().collect()).unwrap_or_default();
     if let Some(parallelism) = args.get_one::<u32>("parallelism") {
         job_args.splice(0..0, ["--parallelism".to_owned(), parallelism.to_string()]);
     }
-    let graph = plan(&binary, &job_args).await?;
-    let (sha256, size) = sha256_of(&binary)?;
-    let mut client = connect(args).await?;
-    upload(&mut client, &binary, &sha256, size).await.context("uploading the job binary")?;
-    let request = pb::SubmitJobRequest {
-        artifact_sha256: sha256,
-        graph: Some(graph),
-        args: job_args,
-        from_savepoint: args.get_one::<String>("from-savepoint").cloned().unwrap_or_default(),
-    };
-    let job_id = client.submit_job(request).await?.into_inner().job_id;
+    job_args
+}
+
+async fn submit(args: &ArgMatches) -> Result<ExitCode> {
+    let binary = args.get_one::<PathBuf>("binary").context("JOB_BINARY")?.clone();
+    let from_savepoint = args.get_one::<String>("from-savepoint").cloned().unwrap_or_default();
+    let url = coordinator_url(args)?;
+    let (job_id, code) =
+        submit_job(&url, &binary, job_arguments(args), from_savepoint, args.get_flag("detached")).await?;
     println!("{job_id}");
-    if args.get_flag("detached") {
-        return Ok(ExitCode::SUCCESS);
+    Ok(code)
+}
+
+/// Plans, uploads and submits `binary`; unless `detached`, waits for the job's end.
+async fn submit_job(
+    url: &str,
+    binary: &Path,
+    job_args: Vec<String>,
+    from_savepoint: String,
+    detached: bool,
+) -> Result<(String, ExitCode)> {
+    let graph = plan(binary, &job_args).await?;
+    let (sha256, size) = sha256_of(binary)?;
+    let mut client = connect_to(url).await?;
+    upload(&mut client, binary, &sha256, size).await.context("uploading the job binary")?;
+    let request = pb::SubmitJobRequest { artifact_sha256: sha256, graph: Some(graph), args: job_args, from_savepoint };
+    let job_id = client.submit_job(request).await?.into_inner().job_id;
+    if detached {
+        return Ok((job_id, ExitCode::SUCCESS));
     }
+    let code = wait_for_end(&mut client, &job_id).await?;
+    Ok((job_id, code))
+}
+
+/// Waits for a job to end; success when it finished.
+async fn wait_for_end(client: &mut CoordinatorClient<tonic::transport::Channel>, job_id: &str) -> Result<ExitCode> {
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let job = client.job_status(pb::JobStatusRequest { job_id: job_id.clone() }).await?.into_inner().job;
+        let job = client.job_status(pb::JobStatusRequest { job_id: job_id.to_owned() }).await?.into_inner().job;
         let job = job.context("no job in the answer")?;
         match pb::JobState::try_from(job.state).unwrap_or(pb::JobState::Unspecified) {
             pb::JobState::Finished => {
@@ -380,3 +436,58 @@ async fn submit(args: &ArgMatches) -> Result<ExitCode> {
         }
     }
 }
+
+/// `weir run`: a coordinator and a worker in this process (on ephemeral
+/// ports of 127.0.0.1, with a temporary data directory), the job submitted
+/// to them as to any cluster; its standard output is printed at its end.
+async fn run_embedded(args: &ArgMatches) -> Result<ExitCode> {
+    let binary = match (args.get_one::<PathBuf>("binary"), args.get_one::<String>("example")) {
+        (Some(binary), _) => binary.clone(),
+        (None, Some(example)) => {
+            // `cargo build --example NAME` puts it next to this binary's directory.
+            let me = std::env::current_exe().context("locating the weir binary")?;
+            let binary = me.parent().context("the weir binary's directory")?.join("examples").join(example);
+            if !binary.exists() {
+                bail!("example '{example}' is not built at {}: run `cargo build --example {example}`", binary.display());
+            }
+            binary
+        }
+        (None, None) => bail!("give a job binary, or --example NAME"),
+    };
+    let data = tempfile::tempdir().context("a temporary data directory for the embedded cluster")?;
+    let loopback: SocketAddr = "127.0.0.1:0".parse().context("loopback address")?;
+    let config = weir_coordinator::CoordinatorConfig::new(loopback, data.path().join("coordinator"));
+    let (ready, address) = tokio::sync::oneshot::channel();
+    let coordinator = tokio::spawn(weir_coordinator::serve(config, Some(ready)));
+    let url = format!("http://{}", address.await.context("the embedded coordinator did not start")?);
+    let worker_data = data.path().join("worker");
+    let config = weir_worker::daemon::WorkerConfig {
+        coordinator: url.clone(),
+        slots: EMBEDDED_SLOTS,
+        data_dir: worker_data.clone(),
+        bind: loopback,
+    };
+    let (ready, started) = tokio::sync::oneshot::channel();
+    let worker = tokio::spawn(weir_worker::daemon::run(config, Some(ready)));
+    started.await.context("the embedded worker did not start")?;
+    let (job_id, code) = submit_job(&url, &binary, job_arguments(args), String::new(), false).await?;
+    // The job's processes wrote their standard output into the worker's logs.
+    let mut outputs: Vec<PathBuf> = std::fs::read_dir(worker_data.join("logs"))
+        .context("the embedded worker's logs")?
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "out"))
+        .filter(|path| path.file_name().is_some_and(|name| name.to_string_lossy().starts_with(&job_id)))
+        .collect();
+    outputs.sort();
+    if let Some(last) = outputs.last() {
+        let text = std::fs::read(last).with_context(|| format!("reading {}", last.display()))?;
+        std::io::Write::write_all(&mut std::io::stdout(), &text)?;
+    }
+    worker.abort();
+    coordinator.abort();
+    Ok(code)
+}
+
+/// Slots of the embedded worker: slots only count slices, so plenty.
+const EMBEDDED_SLOTS: u32 = 256;
