@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }
-    tonic_prost_build::configure().compile_protos(&protos, &["proto"])?;
+    // Record batches stay in the buffer they arrived in (no copy on decode).
+    tonic_prost_build::configure().bytes(".weir.v1.RecordBatch.records").compile_protos(&protos, &["proto"])?;
     Ok(())
 }

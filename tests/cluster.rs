@@ -358,7 +358,8 @@ fn rss_and_cpu(pid: u32) -> (u64, u64) {
         .and_then(|value| value.split_whitespace().next()?.parse::<u64>().ok())
         .unwrap_or(0);
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
     // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the command.
     let cpu = fields.get(11).and_then(|utime| utime.parse::<u64>().ok()).unwrap_or(0)
         + fields.get(12).and_then(|stime| stime.parse::<u64>().ok()).unwrap_or(0);
@@ -375,8 +376,18 @@ fn a_slow_sink_backpressures_its_producers_across_processes_with_bounded_memory(
     // 20,000 per second: without backpressure the generators would race
     // ahead and buffer hundreds of megabytes within seconds.
     let args = [
-        "submit", example_arg, "--parallelism", "2", "--detached", "--", "--pipeline", "keyed", "--records",
-        "1000000000", "--sink-records-per-second", "20000",
+        "submit",
+        example_arg,
+        "--parallelism",
+        "2",
+        "--detached",
+        "--",
+        "--pipeline",
+        "keyed",
+        "--records",
+        "1000000000",
+        "--sink-records-per-second",
+        "20000",
     ];
     let submitted = cluster.weir(&args)?;
     let job = String::from_utf8(submitted.stdout)?.trim().to_owned();

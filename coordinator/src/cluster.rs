@@ -89,6 +89,12 @@ impl Job {
         self.message = message.into();
     }
 
+    /// Whether `attempt` is the job's current deployment (being deployed or
+    /// running; a deployment given up leaves the job scheduling or ended).
+    fn is_deployment(&self, attempt: u32) -> bool {
+        self.attempts == attempt && matches!(self.state(), JobState::Deploying | JobState::Running)
+    }
+
     /// Forgets the deployment; returns a cancellation for each of its processes.
     fn undeploy(&mut self) -> Vec<Command> {
         self.slice_process.clear();
@@ -346,7 +352,7 @@ impl Cluster {
     /// address. Returns every process's address once all have joined.
     pub fn join(&mut self, job: &str, attempt: u32, process: u32, address: String) -> Result<Option<Joined>, String> {
         let entry = self.jobs.get_mut(job).ok_or_else(|| format!("no job {job}"))?;
-        if entry.attempts != attempt || entry.is_terminal() {
+        if !entry.is_deployment(attempt) {
             return Err(format!("deployment {attempt} of job {job} was replaced or ended"));
         }
         let slot = entry
@@ -359,7 +365,7 @@ impl Cluster {
 
     /// Every process's address, once all processes of deployment `attempt` joined.
     pub fn joined(&self, job: &str, attempt: u32) -> Option<Joined> {
-        let entry = self.jobs.get(job).filter(|entry| entry.attempts == attempt && !entry.is_terminal())?;
+        let entry = self.jobs.get(job).filter(|entry| entry.is_deployment(attempt))?;
         let addresses = entry.joined.iter().cloned().collect::<Option<Vec<String>>>()?;
         (!addresses.is_empty()).then(|| Joined {
             addresses,
@@ -391,12 +397,9 @@ impl Cluster {
     /// lost its leader or was killed ends the deployment (deployed again
     /// while attempts are left); one that fails otherwise fails the job. Returns the cancellations of the rest of it.
     pub fn process_exited(&mut self, job: &str, attempt: u32, process: u32, code: i32, message: &str) -> Vec<Command> {
-        let Some(job) = self.jobs.get_mut(job).filter(|entry| entry.attempts == attempt) else {
-            return Vec::new(); // An earlier deployment's process: already replaced.
+        let Some(job) = self.jobs.get_mut(job).filter(|entry| entry.is_deployment(attempt)) else {
+            return Vec::new(); // A process of a deployment already given up.
         };
-        if job.is_terminal() {
-            return Vec::new();
-        }
         let worker = job.workers.get(process as usize).cloned().unwrap_or_default();
         let others = |commands: Vec<Command>| -> Vec<Command> {
             commands.into_iter().filter(|command| !command.targets(&worker)).collect()
@@ -445,7 +448,7 @@ impl Cluster {
         if unreachable {
             self.workers.remove(worker);
         }
-        let Some(job) = self.jobs.get_mut(id).filter(|job| !job.is_terminal() && job.attempts == attempt) else {
+        let Some(job) = self.jobs.get_mut(id).filter(|job| job.is_deployment(attempt)) else {
             return Vec::new();
         };
         let mut cancels = if unreachable {
@@ -598,6 +601,22 @@ mod tests {
         let cancels = cluster.process_exited("a", 1, 1, EXIT_RESTART, "lost the leader");
         assert_eq!(cancels, vec![Command::Cancel { job: "a".into(), worker: first, attempt: 1 }]);
         assert_eq!(cluster.job("a").map(Job::state), Some(JobState::Restarting));
+    }
+
+    #[test]
+    fn processes_of_a_deployment_given_up_change_nothing() {
+        let now = Instant::now();
+        let mut cluster = Cluster::default();
+        let w1 = cluster.register("w1".into(), 1, now);
+        cluster.register("w2".into(), 1, now);
+        cluster.submit(job("a", 2));
+        cluster.schedule();
+        // Process 0's worker cannot be reached: the deployment is given up
+        // while process 1 already runs; its late join and exit are ignored.
+        cluster.deploy_failed("a", 1, &w1, true, "unreachable".into());
+        assert!(cluster.join("a", 1, 1, "h:2".into()).is_err());
+        assert!(cluster.process_exited("a", 1, 1, 1, "joining failed").is_empty());
+        assert_eq!(cluster.job("a").map(Job::state), Some(JobState::Scheduling));
     }
 
     #[test]

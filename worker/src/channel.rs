@@ -29,15 +29,37 @@ enum Line {
 }
 
 /// The receiving end of one channel.
-#[derive(Debug)]
 pub struct InputChannel {
     pub(crate) receiver: Receiver<Event>,
+    /// Channels from another process: frees a buffer for the producer (a
+    /// credit) once the task took an event.
+    on_take: Option<Box<dyn Fn() + Send>>,
+}
+
+impl std::fmt::Debug for InputChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InputChannel").field("remote", &self.on_take.is_some()).finish()
+    }
+}
+
+impl InputChannel {
+    /// The receiving end of a channel fed from another process.
+    pub(crate) fn remote(receiver: Receiver<Event>, on_take: Box<dyn Fn() + Send>) -> Self {
+        Self { receiver, on_take: Some(on_take) }
+    }
+
+    /// The task took one event from this channel.
+    pub(crate) fn took(&self) {
+        if let Some(on_take) = &self.on_take {
+            on_take();
+        }
+    }
 }
 
 /// A channel holding at most `capacity` events.
 pub fn bounded(capacity: usize, cancel: CancelToken) -> (OutputChannel, InputChannel) {
     let (sender, receiver) = crossbeam_channel::bounded(capacity);
-    (OutputChannel { line: Line::Local { sender, cancel } }, InputChannel { receiver })
+    (OutputChannel { line: Line::Local { sender, cancel } }, InputChannel { receiver, on_take: None })
 }
 
 impl OutputChannel {

@@ -69,10 +69,12 @@ type Encoder = fn(&(dyn Any + Send), &mut Vec<u8>) -> Result<(), String>;
 
 /// Records that arrived from another process, still serialized: the
 /// consuming task decodes them (it knows their type), off the network thread.
-struct EncodedRecords(Vec<u8>);
+struct EncodedRecords(bytes::Bytes);
 
 fn encode_vec<T: Serialize + 'static>(records: &(dyn Any + Send), out: &mut Vec<u8>) -> Result<(), String> {
     let records = records.downcast_ref::<Vec<T>>().ok_or("a batch's encoder does not match its records")?;
+    // Most records encode to at most their size in memory: one allocation.
+    out.reserve(records.len() * std::mem::size_of::<T>() + 16);
     let encoded = postcard::to_extend(records, std::mem::take(out)).map_err(|error| error.to_string())?;
     *out = encoded;
     Ok(())
@@ -110,8 +112,8 @@ impl Batch {
 
     /// A batch received from another process: `bytes` is the postcard
     /// encoding of `len` records.
-    pub fn encoded(bytes: Vec<u8>, len: usize, timestamps: Option<Vec<i64>>) -> Self {
-        Self { records: Box::new(EncodedRecords(bytes)), len, timestamps, encoder: None }
+    pub fn encoded(bytes: impl Into<bytes::Bytes>, len: usize, timestamps: Option<Vec<i64>>) -> Self {
+        Self { records: Box::new(EncodedRecords(bytes.into())), len, timestamps, encoder: None }
     }
 
     /// Appends the serialized records to `out`.

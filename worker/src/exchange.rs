@@ -12,9 +12,9 @@
 //!   travel as frames in the order they were sent (records stay serialized
 //!   until the consuming task decodes them; watermarks, barriers and the end
 //!   of partition are in-band). Flow control is by credit: the consumer
-//!   grants the channel's capacity at the start and one credit per frame it
-//!   hands to its task, and the producer sends only against credit, so a slow
-//!   consumer holds at most twice the channel's capacity of a producer's
+//!   grants the channel's capacity at the start and one credit each time its
+//!   task takes an event, and the producer sends only against credit, so a
+//!   slow consumer holds at most the channel's capacity of a producer's
 //!   batches and stalls no other channel. Channels inside a process never
 //!   come here.
 //! - **Control.** Process 0 (the *leader*, host of slice 0) runs the
@@ -35,7 +35,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream, UnboundedReceiverStream};
+use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
 use tokio_stream::{Stream, StreamExt};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
@@ -44,7 +44,7 @@ use weir_proto::v1 as pb;
 use weir_proto::v1::exchange_client::ExchangeClient;
 use weir_proto::v1::exchange_server::{Exchange, ExchangeServer};
 
-use crate::channel::{self, CANCEL_POLL, InputChannel};
+use crate::channel::{CANCEL_POLL, InputChannel};
 use crate::checkpoint::{TaskControl, TaskKey, TaskSnapshot};
 use crate::executor::JobCommand;
 use crate::{Barrier, Batch, CancelToken, Event, OutputChannel, TaskError, Watermark};
@@ -218,7 +218,7 @@ struct NetState {
     addresses: OnceLock<Vec<String>>,
     /// Input channels of local tasks fed by other processes, by key; taken
     /// when the producer connects.
-    inputs: DashMap<ChannelKey, (OutputChannel, usize)>,
+    inputs: DashMap<ChannelKey, RemoteInput>,
     /// One HTTP/2 connection per peer process, shared by its channels.
     peers: tokio::sync::Mutex<HashMap<usize, Channel>>,
     /// The first failure of the exchange in this run, and the run to cancel.
@@ -399,11 +399,21 @@ impl Network {
         Ok(OutputChannel::remote(RemoteOutput { credits, frames, cancel }))
     }
 
-    /// The input of a local task fed from another process over channel `key`.
-    pub fn remote_input(&self, key: ChannelKey, capacity: usize, cancel: CancelToken) -> InputChannel {
-        let (sender, receiver) = channel::bounded(capacity, cancel);
-        self.state.inputs.insert(key, (sender, capacity));
-        receiver
+    /// The input of a local task fed from another process over channel
+    /// `key`: it holds `capacity` events, and each one the task takes grants
+    /// the producer a credit for one more.
+    pub fn remote_input(&self, key: ChannelKey, capacity: usize) -> InputChannel {
+        let (events, receiver) = crossbeam_channel::bounded(capacity);
+        let grants: Arc<OnceLock<Grants>> = Arc::default();
+        let line = grants.clone();
+        let on_take = Box::new(move || {
+            if let Some(grants) = line.get() {
+                // The producer may be gone (it ended the channel); that is fine.
+                let _ = grants.send(Ok(pb::ChannelResponse { credits: 1 }));
+            }
+        });
+        self.state.inputs.insert(key, RemoteInput { events, capacity, grants });
+        InputChannel::remote(receiver, on_take)
     }
 
     /// Leader: what followers send.
@@ -507,6 +517,16 @@ impl Network {
     }
 }
 
+/// Where a consumer's credits go: the response stream of the channel.
+type Grants = mpsc::UnboundedSender<Result<pb::ChannelResponse, Status>>;
+
+/// A local task's input from another process, waiting for its producer.
+struct RemoteInput {
+    events: Sender<Event>,
+    capacity: usize,
+    grants: Arc<OnceLock<Grants>>,
+}
+
 /// The sending end of a channel to another process.
 pub struct RemoteOutput {
     /// One token per frame the consumer can take.
@@ -545,7 +565,7 @@ fn encode_event(event: Event) -> Result<pb::ChannelRequest, String> {
             let mut records = Vec::new();
             batch.encode_records(&mut records)?;
             Frame::Records(pb::RecordBatch {
-                records,
+                records: records.into(),
                 len: batch.len() as u32,
                 timestamps: batch.timestamps().map(<[i64]>::to_vec).unwrap_or_default(),
             })
@@ -642,7 +662,7 @@ impl Exchange for Service {
         // The consumer registers its inputs when it plans its tasks, which
         // may be after a quick producer connects.
         let deadline = Instant::now() + PEER_TIMEOUT;
-        let (input, capacity) = loop {
+        let input = loop {
             if let Some((_, input)) = self.state.inputs.remove(&channel_key) {
                 break input;
             }
@@ -651,28 +671,30 @@ impl Exchange for Service {
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         };
-        let (grants, grant_rx) = mpsc::channel(capacity + 1);
-        let _ = grants.try_send(Ok(pb::ChannelResponse { credits: capacity as u32 }));
+        let (grants, grant_rx) = mpsc::unbounded_channel();
+        let _ = grants.send(Ok(pb::ChannelResponse { credits: input.capacity as u32 }));
+        let _ = input.grants.set(grants);
         let state = self.state.clone();
-        let runtime = tokio::runtime::Handle::current();
-        // Handing events to the task blocks while its channel is full: that
-        // is the backpressure, so it happens on a blocking thread.
-        tokio::task::spawn_blocking(move || {
+        // Credits bound what the producer sends to what the task's channel
+        // holds, so handing an event over never waits.
+        tokio::spawn(async move {
             let what = format!("channel {}/{}->{}", key.edge, key.upstream, key.downstream);
             let mut ended = false;
             loop {
-                match runtime.block_on(inbound.message()) {
+                match inbound.message().await {
                     Ok(Some(frame)) => {
                         let event = match decode_event(frame) {
                             Ok(event) => event,
                             Err(reason) => break state.fail(format!("{what}: {reason}")),
                         };
                         ended = matches!(event, Event::EndOfPartition);
-                        if input.send(event).is_err() {
-                            break; // The task ended or the run is cancelled.
-                        }
-                        if grants.blocking_send(Ok(pb::ChannelResponse { credits: 1 })).is_err() {
-                            break;
+                        match input.events.try_send(event) {
+                            Ok(()) => {}
+                            Err(crossbeam_channel::TrySendError::Full(_)) => {
+                                break state.fail(format!("{what}: the producer sent beyond its credit"));
+                            }
+                            // The task ended or failed; its process reports why.
+                            Err(crossbeam_channel::TrySendError::Disconnected(_)) => break,
                         }
                     }
                     Ok(None) if ended => break,
@@ -680,8 +702,10 @@ impl Exchange for Service {
                     Err(status) => break state.fail(format!("{what} broke: {}", status.message())),
                 }
             }
+            // Ends the credit stream, so the producer's side ends too.
+            drop(input);
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(grant_rx))))
+        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(grant_rx))))
     }
 
     async fn control(
@@ -739,5 +763,73 @@ impl Exchange for Service {
             Ok(path) => Ok(Response::new(pb::TriggerSavepointResponse { path: path.to_string_lossy().into_owned() })),
             Err(message) => Err(Status::aborted(message)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two processes' exchanges on loopback, joined by hand.
+    fn pair() -> (Network, Network) {
+        let (a, b) = (Network::bind("127.0.0.1").expect("binds"), Network::bind("127.0.0.1").expect("binds"));
+        let addresses = vec![a.address().to_string(), b.address().to_string()];
+        for network in [&a, &b] {
+            network.state.run.set("run-1".into()).expect("unset");
+            network.state.addresses.set(addresses.clone()).expect("unset");
+        }
+        (a, b)
+    }
+
+    #[test]
+    fn a_producer_sends_only_against_credit_and_events_arrive_in_order() {
+        let (a, b) = pair();
+        let input = b.remote_input((0, 0, 1), 2);
+        let cancel = CancelToken::new();
+        let output = a.remote_output((0, 0, 1), 1, cancel.clone()).expect("joined");
+        let batch = |n: u64| Event::Records(Batch::serializable(vec![n, n + 1], Some(vec![10, 11])));
+        output.send(batch(0)).expect("credit 1 of 2");
+        output.send(Event::Watermark(Watermark::At(7))).expect("credit 2 of 2");
+        // The consumer's channel is full and nothing was taken: no credit.
+        let (sent_tx, sent_rx) = crossbeam_channel::bounded(1);
+        let producer = std::thread::spawn(move || {
+            output.send(batch(2)).expect("sent once credit came");
+            sent_tx.send(()).expect("test waits");
+            output.send(Event::EndOfPartition).expect("sent");
+        });
+        assert!(sent_rx.recv_timeout(Duration::from_millis(300)).is_err(), "sent without credit");
+        let take = || {
+            let event = input.receiver.recv_timeout(Duration::from_secs(5)).expect("arrives");
+            input.took();
+            event
+        };
+        let Event::Records(first) = take() else { panic!("records first") };
+        assert_eq!(first.timestamps(), Some(&[10, 11][..]));
+        assert_eq!(first.into_data::<u64>().expect("decodes"), vec![0, 1]);
+        sent_rx.recv_timeout(Duration::from_secs(5)).expect("taking one event granted one credit");
+        assert!(matches!(take(), Event::Watermark(Watermark::At(7))));
+        let Event::Records(third) = take() else { panic!("records third") };
+        assert_eq!(third.into_data::<u64>().expect("decodes"), vec![2, 3]);
+        assert!(matches!(take(), Event::EndOfPartition));
+        producer.join().expect("producer");
+        assert_eq!(b.failure(), None, "a channel that ended its partition is no failure");
+    }
+
+    #[test]
+    fn a_channel_that_breaks_off_fails_the_consuming_run() {
+        let (a, b) = pair();
+        let run = CancelToken::new();
+        b.attach_run(&run);
+        let input = b.remote_input((3, 1, 0), 4);
+        let output = a.remote_output((3, 1, 0), 1, CancelToken::new()).expect("joined");
+        output.send(Event::Watermark(Watermark::At(1))).expect("credit");
+        drop(output); // The producer vanishes without ending its partition.
+        assert!(matches!(input.receiver.recv_timeout(Duration::from_secs(5)), Ok(Event::Watermark(_))));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !run.is_cancelled() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(run.is_cancelled(), "the run is cancelled");
+        assert!(b.failure().is_some_and(|reason| reason.contains("ended before the end of its partition")));
     }
 }

@@ -454,6 +454,7 @@ impl LocalExecutor {
         let mut job_end: Option<bool> = None;
         let mut leader_gone = false;
         let mut cancel_sent = false;
+        let mut lost_followers = std::collections::BTreeSet::new();
         let mut cancelled = false;
         let mut running = threads.len() + remote_tasks.len();
         while running > 0 || (is_follower && job_end.is_none() && !leader_gone) {
@@ -526,6 +527,7 @@ impl LocalExecutor {
                             }
                         }
                         FromFollower::Lost(message) => {
+                            lost_followers.insert(process);
                             failure.get_or_insert(JobError::Exchange { job: graph.name.clone(), message });
                             run_cancel.cancel();
                             // Its tasks will not report any more.
@@ -659,7 +661,7 @@ impl LocalExecutor {
                     failure = Some(JobError::Exchange { job: graph.name.clone(), message });
                 }
                 let success = (failure.is_none() && !cancelled) || progress.stopped;
-                finish_followers(placement, success);
+                finish_followers(placement, success, &lost_followers);
             }
         }
         if cancelled && failure.is_none() {
@@ -709,7 +711,7 @@ impl LocalExecutor {
                             cancel.clone(),
                         )?),
                         (false, true, Some(placement)) => {
-                            inputs.push(placement.network.remote_input(key, capacity, cancel.clone()));
+                            inputs.push(placement.network.remote_input(key, capacity));
                         }
                         (false, false, _) => {}
                         _ => {
@@ -842,8 +844,8 @@ fn record_task_end(
 /// Leader: tells the followers how the job ended and waits (a while) for
 /// them to close their control streams, so none mistakes the leader's exit
 /// for a failure.
-fn finish_followers(placement: &Placement, success: bool) {
-    let mut open = placement.followers();
+fn finish_followers(placement: &Placement, success: bool, lost: &std::collections::BTreeSet<usize>) {
+    let mut open: std::collections::BTreeSet<usize> = placement.followers().difference(lost).copied().collect();
     for follower in &open {
         placement.network.to_follower(*follower, &ToFollower::JobEnd { success });
     }

@@ -92,6 +92,9 @@ impl InputGate {
             let Some((channel, received)) = self.receive(wait.min(crate::channel::CANCEL_POLL)) else {
                 return Ok(GateEvent::Idle);
             };
+            if received.is_ok() {
+                self.channels[channel].took();
+            }
             match received {
                 // A sender vanished without ending its partition: its task failed.
                 Err(RecvTimeoutError::Disconnected) => return Err(TaskError::Cancelled),

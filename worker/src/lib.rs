@@ -9,12 +9,17 @@
 //! them on their own threads and turns the first failure into a job error that
 //! names the operator and subtask ([`LocalExecutor`]).
 //!
+//! In a cluster, a job runs in several processes: the [`exchange`] connects
+//! them (gRPC streams with credit-based flow control for channels, a control
+//! line from each follower to the leader, which drives checkpoints).
+//!
 //! It also holds the worker daemon ([`daemon`]): registration with the
 //! coordinator, heartbeats, and the job processes it launches.
 //!
 //! It is type-erased: records travel as opaque [`Batch`]es and tasks are trait
 //! objects built by the typed layer (`weir-api`), which owns operators,
-//! partitioners and serialization. It must never depend on the user API or on
+//! partitioners and record types; a batch that crosses processes is
+//! serialized through the encoder its typed writer gave it. It must never depend on the user API or on
 //! the coordinator; state comes from `weir-state`.
 
 pub mod blame;

@@ -448,7 +448,10 @@ async fn run_embedded(args: &ArgMatches) -> Result<ExitCode> {
             let me = std::env::current_exe().context("locating the weir binary")?;
             let binary = me.parent().context("the weir binary's directory")?.join("examples").join(example);
             if !binary.exists() {
-                bail!("example '{example}' is not built at {}: run `cargo build --example {example}`", binary.display());
+                bail!(
+                    "example '{example}' is not built at {}: run `cargo build --example {example}`",
+                    binary.display()
+                );
             }
             binary
         }
