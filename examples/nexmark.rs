@@ -1,0 +1,210 @@
+//! The Nexmark benchmark's queries as one job binary.
+//!
+//! ```text
+//! cargo run --release --example nexmark -- generate --events 1000000 --out /tmp/nexmark.jsonl
+//! cargo run --release --example nexmark -- --query q1 --input /tmp/nexmark.jsonl --output /tmp/q1.csv
+//! cargo run --release --example nexmark -- --query q2 --events 10000000 --output null --parallelism 2
+//! ```
+//!
+//! Input is either a file of JSON lines in the shape of Flink's Nexmark
+//! source table (`--input FILE`, written by `generate`) or the generator
+//! (`--events N`); both start at `--base-time MS` (default
+//! 2026-01-01T00:00:00Z), so runs are reproducible. A malformed input line
+//! fails the job (`--on-malformed fail`, the default) or is skipped and
+//! counted in `weir_nexmark_malformed_events_total` (`--on-malformed skip`).
+//!
+//! Output (`--output FILE.csv`): a header line with the SELECT's columns,
+//! then one row per result (order across parallel instances is not
+//! defined); `--output null` discards the results (for benchmarks); without
+//! `--output` rows go to standard output. The engine flags apply
+//! (`--parallelism N`, `--state-backend`, checkpoints). The job prints the
+//! number of events it read per second on standard error at its end.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Arg, ArgAction, Command, value_parser};
+use weir::prelude::*;
+use weir_nexmark::source::DEFAULT_BASE_TIME;
+use weir_nexmark::{NexmarkSource, json, queries};
+
+fn command() -> Command {
+    Command::new("nexmark")
+        .about("Nexmark queries over generated events or a JSON lines file")
+        .subcommand_negates_reqs(true)
+        .arg(
+            Arg::new("query")
+                .long("query")
+                .required(true)
+                .value_parser(clap::builder::PossibleValuesParser::new(queries::QUERIES)),
+        )
+        .arg(Arg::new("input").long("input").value_name("FILE.jsonl").value_parser(value_parser!(PathBuf)))
+        .arg(
+            Arg::new("events")
+                .long("events")
+                .value_name("N")
+                .value_parser(value_parser!(u64))
+                .conflicts_with("input")
+                .required_unless_present("input"),
+        )
+        .arg(base_time_flag())
+        .arg(Arg::new("output").long("output").value_name("FILE.csv|null"))
+        .arg(
+            Arg::new("on-malformed")
+                .long("on-malformed")
+                .value_parser(["fail", "skip"])
+                .default_value("fail")
+                .help("what a malformed input line does: fail the job, or skip it and count it"),
+        )
+        .subcommand(
+            Command::new("generate")
+                .about("Write N generated events as JSON lines")
+                .arg(Arg::new("events").long("events").value_name("N").required(true).value_parser(value_parser!(u64)))
+                .arg(base_time_flag())
+                .arg(Arg::new("out").long("out").value_name("FILE").required(true).value_parser(value_parser!(PathBuf)))
+                .arg(Arg::new("quiet").long("quiet").action(ArgAction::SetTrue)),
+        )
+}
+
+fn base_time_flag() -> Arg {
+    Arg::new("base-time")
+        .long("base-time")
+        .value_name("MS")
+        .value_parser(value_parser!(u64))
+        .help("epoch milliseconds of the first event (default 2026-01-01T00:00:00Z)")
+}
+
+fn main() -> ExitCode {
+    let env = StreamEnv::from_args();
+    let program = std::iter::once("nexmark".to_owned());
+    let flags = command().try_get_matches_from(program.chain(env.args())).unwrap_or_else(|error| error.exit());
+    let outcome = match flags.subcommand() {
+        Some(("generate", flags)) => generate(flags),
+        _ => run_query(&env, &flags),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn base_time(flags: &clap::ArgMatches) -> u64 {
+    flags.get_one::<u64>("base-time").copied().unwrap_or(DEFAULT_BASE_TIME)
+}
+
+/// `generate`: the first N events, one JSON line each.
+fn generate(flags: &clap::ArgMatches) -> Result<(), String> {
+    let events = flags.get_one::<u64>("events").copied().unwrap_or(0);
+    let out = flags.get_one::<PathBuf>("out").cloned().unwrap_or_default();
+    let file = std::fs::File::create(&out).map_err(|error| format!("cannot create '{}': {error}", out.display()))?;
+    let mut writer = std::io::BufWriter::new(file);
+    let base_time = base_time(flags);
+    let prototype = weir_nexmark::source::generator(base_time);
+    for index in 0..events {
+        let event = weir_nexmark::source::event_at(&prototype, base_time, index);
+        writeln!(writer, "{}", json::to_line(&event))
+            .map_err(|error| format!("cannot write '{}': {error}", out.display()))?;
+    }
+    writer.flush().map_err(|error| format!("cannot write '{}': {error}", out.display()))?;
+    if !flags.get_flag("quiet") {
+        eprintln!("wrote {events} events to {}", out.display());
+    }
+    Ok(())
+}
+
+fn run_query(env: &StreamEnv, flags: &clap::ArgMatches) -> Result<(), String> {
+    let query = flags.get_one::<String>("query").cloned().unwrap_or_default();
+    let events = match flags.get_one::<PathBuf>("input") {
+        Some(input) => {
+            let lines = env.source(FileSource::lines_of([input.clone()])).uid("nexmark-input");
+            if flags.get_one::<String>("on-malformed").is_some_and(|policy| policy == "skip") {
+                let malformed = metrics::counter!("weir_nexmark_malformed_events_total");
+                lines
+                    .flat_map(move |line: String| match json::parse_line(&line) {
+                        Ok(event) => Some(event),
+                        Err(error) => {
+                            tracing::warn!(%error, "skipping a malformed event");
+                            malformed.increment(1);
+                            None
+                        }
+                    })
+                    .name("Parse JSON")
+            } else {
+                lines.try_map(|line: String| json::parse_line(&line)).name("Parse JSON")
+            }
+        }
+        None => NexmarkSource {
+            base_time: base_time(flags),
+            events: flags.get_one::<u64>("events").copied(),
+            events_per_second: None,
+        }
+        .stream(env),
+    };
+    let rows = queries::run(&query, &events).ok_or_else(|| format!("query {query} is not built"))?;
+    let output = flags.get_one::<String>("output").cloned();
+    let parts = tempfile_dir(output.as_deref())?;
+    match (&output, &parts) {
+        (Some(null), _) if null == "null" => {
+            rows.discard();
+        }
+        (Some(_), Some(parts)) => {
+            rows.write_as_text(parts.clone());
+        }
+        _ => {
+            rows.print();
+        }
+    }
+    let result = env.execute(&format!("nexmark-{query}")).map_err(|error| error.to_string())?;
+    let seconds = result.net_runtime.as_secs_f64();
+    if let (Some(output), Some(parts)) = (&output, &parts) {
+        concatenate(&query, parts, Path::new(output))?;
+        let _ = std::fs::remove_dir_all(parts);
+    }
+    let events = match flags.get_one::<PathBuf>("input") {
+        Some(input) => count_lines(input)?,
+        None => flags.get_one::<u64>("events").copied().unwrap_or(0),
+    };
+    eprintln!(
+        "query={query} events={events} seconds={seconds:.3} events_per_second={:.0}",
+        events as f64 / seconds.max(1e-9)
+    );
+    Ok(())
+}
+
+/// The number of lines of `file` (its events), counted outside the job.
+fn count_lines(file: &Path) -> Result<u64, String> {
+    let text = std::fs::read(file).map_err(|error| format!("cannot read '{}': {error}", file.display()))?;
+    Ok(text.iter().filter(|byte| **byte == b'\n').count() as u64)
+}
+
+/// Where the parallel instances write their rows before they become one CSV file.
+fn tempfile_dir(output: Option<&str>) -> Result<Option<PathBuf>, String> {
+    let Some(output) = output.filter(|output| *output != "null") else { return Ok(None) };
+    let output = Path::new(output);
+    let name = output.file_name().ok_or_else(|| format!("--output '{}' names no file", output.display()))?;
+    let parent = output.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    Ok(Some(parent.join(format!(".{}.parts", name.to_string_lossy()))))
+}
+
+/// The header, then every instance's rows.
+fn concatenate(query: &str, parts: &Path, output: &Path) -> Result<(), String> {
+    let failed = |error: std::io::Error| format!("cannot write '{}': {error}", output.display());
+    let mut out = std::io::BufWriter::new(std::fs::File::create(output).map_err(failed)?);
+    writeln!(out, "{}", queries::header(query).unwrap_or_default()).map_err(failed)?;
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(parts) {
+        Ok(entries) => entries.flatten().map(|entry| entry.path()).collect(),
+        // One instance writes one file instead of a directory.
+        Err(_) if parts.is_file() => vec![parts.to_path_buf()],
+        Err(_) => Vec::new(),
+    };
+    files.sort();
+    for file in files {
+        let mut input = std::fs::File::open(&file).map_err(failed)?;
+        std::io::copy(&mut input, &mut out).map_err(failed)?;
+    }
+    out.flush().map_err(failed)
+}

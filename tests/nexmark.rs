@@ -1,0 +1,154 @@
+//! The Nexmark example's queries on a generated file, at parallelism 1 and
+//! 4, against a plain evaluation written here: the file is read as untyped
+//! JSON (not with the crate's parser) and each query is computed with
+//! ordinary loops and maps.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+mod common;
+
+/// The example's binary, a generated file of `events` events, and its lines as JSON.
+fn generated(dir: &Path, events: u64) -> Result<(std::path::PathBuf, std::path::PathBuf, Vec<Value>)> {
+    let binary = common::example_binary("nexmark")?;
+    let file = dir.join("events.jsonl");
+    let events = events.to_string();
+    let status = Command::new(&binary)
+        .args(["generate", "--events", &events, "--out", file.to_str().context("path")?, "--quiet"])
+        .status()?;
+    assert!(status.success());
+    let lines =
+        std::fs::read_to_string(&file)?.lines().map(serde_json::from_str::<Value>).collect::<Result<Vec<_>, _>>()?;
+    Ok((binary, file, lines))
+}
+
+/// Runs a query at `parallelism`; its CSV header and its rows, sorted.
+fn run(binary: &Path, file: &Path, query: &str, parallelism: u32, out: &Path) -> Result<(String, Vec<String>)> {
+    let output = Command::new(binary)
+        .args(["--query", query, "--input", file.to_str().context("path")?])
+        .args(["--output", out.to_str().context("path")?, "--parallelism", &parallelism.to_string()])
+        .output()?;
+    if !output.status.success() {
+        bail!("{query} failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let text = std::fs::read_to_string(out)?;
+    let mut lines = text.lines().map(str::to_owned);
+    let header = lines.next().context("a header line")?;
+    let mut rows: Vec<String> = lines.collect();
+    rows.sort();
+    Ok((header, rows))
+}
+
+fn bids(events: &[Value]) -> impl Iterator<Item = &Value> {
+    events.iter().filter(|event| event["event_type"] == 2).map(|event| &event["bid"])
+}
+
+fn number(value: &Value) -> u64 {
+    value.as_u64().unwrap_or(u64::MAX)
+}
+
+fn text(value: &Value) -> String {
+    value.as_str().unwrap_or_default().to_owned()
+}
+
+/// The expected header and sorted rows of `query`.
+fn expected(query: &str, events: &[Value]) -> (String, Vec<String>) {
+    let (header, mut rows): (&str, Vec<String>) = match query {
+        "q0" => (
+            "auction,bidder,price,dateTime,extra",
+            bids(events)
+                .map(|bid| {
+                    let (auction, bidder, price) =
+                        (number(&bid["auction"]), number(&bid["bidder"]), number(&bid["price"]));
+                    format!("{auction},{bidder},{price},{},{}", number(&bid["dateTime"]), text(&bid["extra"]))
+                })
+                .collect(),
+        ),
+        "q1" => (
+            "auction,bidder,price,dateTime,extra",
+            bids(events)
+                .map(|bid| {
+                    // 0.908 * price, with three decimals, from integers.
+                    let cents = u128::from(number(&bid["price"])) * 908;
+                    let euros = format!("{}.{:03}", cents / 1000, cents % 1000);
+                    let (auction, bidder) = (number(&bid["auction"]), number(&bid["bidder"]));
+                    format!("{auction},{bidder},{euros},{},{}", number(&bid["dateTime"]), text(&bid["extra"]))
+                })
+                .collect(),
+        ),
+        "q2" => (
+            "auction,price",
+            bids(events)
+                .filter(|bid| number(&bid["auction"]) % 123 == 0)
+                .map(|bid| format!("{},{}", number(&bid["auction"]), number(&bid["price"])))
+                .collect(),
+        ),
+        _ => ("", Vec::new()),
+    };
+    rows.sort();
+    (header.to_owned(), rows)
+}
+
+#[test]
+fn every_query_equals_a_plain_evaluation_at_parallelism_1_and_4() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (binary, file, events) = generated(dir.path(), 20_000)?;
+    for query in ["q0", "q1", "q2"] {
+        let want = expected(query, &events);
+        assert!(!want.1.is_empty(), "{query} has results on this input");
+        for parallelism in [1, 4] {
+            let out = dir.path().join(format!("{query}-{parallelism}.csv"));
+            let got = run(&binary, &file, query, parallelism, &out)?;
+            assert_eq!(got.0, want.0, "{query} header");
+            assert_eq!(got.1.len(), want.1.len(), "{query} at parallelism {parallelism}: row count");
+            assert!(got.1 == want.1, "{query} at parallelism {parallelism}: rows differ");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn the_generator_and_its_file_give_the_same_results() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (binary, file, _) = generated(dir.path(), 5_000)?;
+    let from_file = run(&binary, &file, "q2", 2, &dir.path().join("file.csv"))?;
+    let out = dir.path().join("generated.csv");
+    let output = Command::new(&binary)
+        .args(["--query", "q2", "--events", "5000", "--parallelism", "3", "--output", out.to_str().context("path")?])
+        .output()?;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = std::fs::read_to_string(&out)?;
+    let mut rows: Vec<String> = text.lines().skip(1).map(str::to_owned).collect();
+    rows.sort();
+    assert_eq!(rows, from_file.1);
+    Ok(())
+}
+
+#[test]
+fn a_malformed_line_fails_the_job_or_is_skipped_as_asked() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (binary, file, events) = generated(dir.path(), 2_000)?;
+    let mut text = std::fs::read_to_string(&file)?;
+    text.push_str("{\"event_type\":2,\"bid\":{\"auction\":\"not a number\"}}\n");
+    std::fs::write(&file, &text)?;
+    let out = dir.path().join("q0.csv");
+    let failed = Command::new(&binary)
+        .args(["--query", "q0", "--input", file.to_str().context("path")?, "--output", out.to_str().context("path")?])
+        .output()?;
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("malformed Nexmark event") && stderr.contains("not a number"), "{stderr}");
+    let skipped = run(&binary, &file, "q0", 2, &out);
+    assert!(skipped.is_err(), "the default policy fails");
+    let output = Command::new(&binary)
+        .args(["--query", "q0", "--input", file.to_str().context("path")?, "--on-malformed", "skip"])
+        .args(["--output", out.to_str().context("path")?])
+        .output()?;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let rows = std::fs::read_to_string(&out)?.lines().count() - 1;
+    assert_eq!(rows, expected("q0", &events).1.len(), "every good line, the bad one skipped");
+    Ok(())
+}
