@@ -3,12 +3,21 @@
 //! DataStream API. Each query turns the event stream into CSV rows of its
 //! SELECT's columns, in order; [`header`] names them.
 
-use weir_api::DataStream;
+use std::time::Duration;
 
-use crate::events::{Bid, Event};
+use weir_api::windows::{WindowAssigner, WindowContext};
+use weir_api::{
+    Collector, DataStream, KeyedCoProcessFunction, KeyedContext, KeyedProcessFunction, ProcessError, WatermarkStrategy,
+};
+use weir_state::keyed::{AggregateFunction, KeyedStateBackend, ListState, StateError, ValueState};
+
+use crate::events::{Auction, Bid, Event, Person};
 
 /// The queries built so far.
-pub const QUERIES: [&str; 3] = ["q0", "q1", "q2"];
+pub const QUERIES: [&str; 8] = ["q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8"];
+
+/// Nexmark's watermark: the largest `dateTime` seen minus 4 seconds.
+const OUT_OF_ORDERNESS: Duration = Duration::from_secs(4);
 
 /// The CSV header of `query`'s rows.
 pub fn header(query: &str) -> Option<&'static str> {
@@ -16,6 +25,11 @@ pub fn header(query: &str) -> Option<&'static str> {
         "q0" => "auction,bidder,price,dateTime,extra",
         "q1" => "auction,bidder,price,dateTime,extra",
         "q2" => "auction,price",
+        "q3" => "name,city,state,id",
+        "q4" => "category,avg",
+        "q5" => "auction,num",
+        "q7" => "auction,price,bidder,dateTime,extra",
+        "q8" => "id,name,starttime",
         _ => return None,
     })
 }
@@ -26,8 +40,24 @@ pub fn run(query: &str, events: &DataStream<Event>) -> Option<DataStream<String>
         "q0" => q0(events),
         "q1" => q1(events),
         "q2" => q2(events),
+        "q3" => q3(events),
+        "q4" => q4(&with_event_time(events)),
+        "q5" => q5(&with_event_time(events)),
+        "q7" => q7(&with_event_time(events)),
+        "q8" => q8(&with_event_time(events)),
         _ => return None,
     })
+}
+
+/// Events with their `dateTime` as event time and Nexmark's watermark.
+pub fn with_event_time(events: &DataStream<Event>) -> DataStream<Event> {
+    let strategy = WatermarkStrategy::for_bounded_out_of_orderness(OUT_OF_ORDERNESS)
+        .with_timestamp_assigner(|event: &Event, _| event.date_time());
+    events.assign_timestamps_and_watermarks(strategy)
+}
+
+fn state_missing() -> ProcessError {
+    "state used before open".into()
 }
 
 fn bids(events: &DataStream<Event>) -> DataStream<Bid> {
@@ -70,6 +100,468 @@ pub fn q2(events: &DataStream<Event>) -> DataStream<String> {
         .filter(|bid: &Bid| bid.auction % 123 == 0)
         .map(|bid: Bid| format!("{},{}", bid.auction, bid.price))
         .name("q2")
+}
+
+/// q3, local item suggestion: `SELECT P.name, P.city, P.state, A.id FROM
+/// auction AS A INNER JOIN person AS P on A.seller = P.id WHERE A.category =
+/// 10 and (P.state = 'or' OR P.state = 'id' OR P.state = 'ca')` — an
+/// unbounded join: a row as soon as both sides are there, whatever arrives first.
+pub fn q3(events: &DataStream<Event>) -> DataStream<String> {
+    let auctions = events
+        .flat_map(|event: Event| match event {
+            Event::Auction(auction) if auction.category == 10 => Some(auction),
+            _ => None,
+        })
+        .name("Auctions of category 10");
+    let persons = events
+        .flat_map(|event: Event| match event {
+            Event::Person(person) if matches!(person.state.as_str(), "or" | "id" | "ca") => Some(person),
+            _ => None,
+        })
+        .name("Persons in or, id, ca");
+    auctions
+        .connect(&persons)
+        .key_by(|auction: &Auction| auction.seller, |person: &Person| person.id)
+        .process(SellerJoin::default())
+        .name("q3")
+}
+
+/// q3's join, per seller: the person once known, the auctions that came first.
+#[derive(Clone, Default)]
+struct SellerJoin {
+    person: Option<ValueState<(), (String, String, String)>>,
+    waiting: Option<ListState<(), u64>>,
+}
+
+impl KeyedCoProcessFunction<u64, Auction, Person, String> for SellerJoin {
+    fn open(&mut self, state: &mut KeyedStateBackend<u64>) -> Result<(), StateError> {
+        self.person = Some(state.register_value("q3-person")?);
+        self.waiting = Some(state.register_list("q3-waiting-auctions")?);
+        Ok(())
+    }
+
+    fn process_element1(
+        &mut self,
+        auction: Auction,
+        ctx: &mut KeyedContext<'_, u64, String>,
+    ) -> Result<(), ProcessError> {
+        let (person, waiting) =
+            (self.person.clone().ok_or_else(state_missing)?, self.waiting.clone().ok_or_else(state_missing)?);
+        match ctx.state().value(&person, &())? {
+            Some((name, city, state)) => {
+                ctx.collect(format!("{},{},{state},{}", csv_field(&name), csv_field(&city), auction.id))
+            }
+            None => ctx.state().list_add(&waiting, &(), auction.id)?,
+        }
+        Ok(())
+    }
+
+    fn process_element2(
+        &mut self,
+        person: Person,
+        ctx: &mut KeyedContext<'_, u64, String>,
+    ) -> Result<(), ProcessError> {
+        let (state, waiting) =
+            (self.person.clone().ok_or_else(state_missing)?, self.waiting.clone().ok_or_else(state_missing)?);
+        for auction in ctx.state().list(&waiting, &())? {
+            ctx.collect(format!("{},{},{},{auction}", csv_field(&person.name), csv_field(&person.city), person.state));
+        }
+        ctx.state().clear(&waiting, &())?;
+        ctx.state().set_value(&state, &(), (person.name, person.city, person.state))?;
+        Ok(())
+    }
+}
+
+/// q4, average closing price per category: the highest bid of each auction
+/// (bids between its start and its expiry), averaged per category as Flink's
+/// `AVG` of a `BIGINT` does (an integer, truncated). An updating query: the
+/// rows are the final result, emitted at the end of input.
+pub fn q4(events: &DataStream<Event>) -> DataStream<String> {
+    let auctions = events.flat_map(|event: Event| match event {
+        Event::Auction(auction) => Some(auction),
+        _ => None,
+    });
+    let bids = bids(events);
+    auctions
+        .connect(&bids)
+        .key_by(|auction: &Auction| auction.id, |bid: &Bid| bid.auction)
+        .process(ClosingPrice::default())
+        .name("Closing price per auction")
+        .key_by(|(category, _): &(u64, u64)| *category)
+        .process(AveragePerCategory::default())
+        .name("q4")
+}
+
+/// What q4 keeps of an auction.
+type AuctionTerms = (u64, i64, i64);
+
+/// q4's first stage, per auction: its highest valid bid, final at its expiry.
+#[derive(Clone, Default)]
+struct ClosingPrice {
+    auction: Option<ValueState<(), AuctionTerms>>,
+    highest: Option<ValueState<(), u64>>,
+    early_bids: Option<ListState<(), (u64, i64)>>,
+    closed: Option<ValueState<(), bool>>,
+}
+
+impl ClosingPrice {
+    fn states(
+        &self,
+    ) -> Result<
+        (ValueState<(), AuctionTerms>, ValueState<(), u64>, ListState<(), (u64, i64)>, ValueState<(), bool>),
+        ProcessError,
+    > {
+        Ok((
+            self.auction.clone().ok_or_else(state_missing)?,
+            self.highest.clone().ok_or_else(state_missing)?,
+            self.early_bids.clone().ok_or_else(state_missing)?,
+            self.closed.clone().ok_or_else(state_missing)?,
+        ))
+    }
+}
+
+fn raise(
+    ctx: &mut KeyedContext<'_, u64, (u64, u64)>,
+    highest: &ValueState<(), u64>,
+    price: u64,
+) -> Result<(), StateError> {
+    let current = ctx.state().value(highest, &())?;
+    if current.is_none_or(|current| price > current) {
+        ctx.state().set_value(highest, &(), price)?;
+    }
+    Ok(())
+}
+
+impl KeyedCoProcessFunction<u64, Auction, Bid, (u64, u64)> for ClosingPrice {
+    fn open(&mut self, state: &mut KeyedStateBackend<u64>) -> Result<(), StateError> {
+        self.auction = Some(state.register_value("q4-auction")?);
+        self.highest = Some(state.register_value("q4-highest-bid")?);
+        self.early_bids = Some(state.register_list("q4-early-bids")?);
+        self.closed = Some(state.register_value("q4-closed")?);
+        Ok(())
+    }
+
+    fn process_element1(
+        &mut self,
+        auction: Auction,
+        ctx: &mut KeyedContext<'_, u64, (u64, u64)>,
+    ) -> Result<(), ProcessError> {
+        let (terms, highest, early_bids, _) = self.states()?;
+        for (price, time) in ctx.state().list(&early_bids, &())? {
+            if (auction.date_time..=auction.expires).contains(&time) {
+                raise(ctx, &highest, price)?;
+            }
+        }
+        ctx.state().clear(&early_bids, &())?;
+        ctx.state().set_value(&terms, &(), (auction.category, auction.date_time, auction.expires))?;
+        ctx.register_event_time_timer(auction.expires)?;
+        Ok(())
+    }
+
+    fn process_element2(&mut self, bid: Bid, ctx: &mut KeyedContext<'_, u64, (u64, u64)>) -> Result<(), ProcessError> {
+        let (terms, highest, early_bids, closed) = self.states()?;
+        if ctx.state().value(&closed, &())?.unwrap_or(false) {
+            return Ok(()); // After the expiry: not a valid bid.
+        }
+        match ctx.state().value(&terms, &())? {
+            Some((_, start, expires)) if (start..=expires).contains(&bid.date_time) => raise(ctx, &highest, bid.price)?,
+            Some(_) => {}
+            None => ctx.state().list_add(&early_bids, &(), (bid.price, bid.date_time))?,
+        }
+        Ok(())
+    }
+
+    fn on_timer(&mut self, _expiry: i64, ctx: &mut KeyedContext<'_, u64, (u64, u64)>) -> Result<(), ProcessError> {
+        let (terms, highest, early_bids, closed) = self.states()?;
+        if let (Some((category, _, _)), Some(price)) =
+            (ctx.state().value(&terms, &())?, ctx.state().value(&highest, &())?)
+        {
+            ctx.collect((category, price));
+        }
+        ctx.state().clear(&terms, &())?;
+        ctx.state().clear(&highest, &())?;
+        ctx.state().clear(&early_bids, &())?;
+        ctx.state().set_value(&closed, &(), true)?;
+        Ok(())
+    }
+}
+
+/// q4's second stage, per category: sum and count of closing prices, the
+/// average emitted when the input ends (a timer at the end of event time).
+#[derive(Clone, Default)]
+struct AveragePerCategory {
+    totals: Option<ValueState<(), (u128, u64)>>,
+}
+
+/// Fires when the input ends, after every real timer.
+const END_OF_INPUT: i64 = i64::MAX - 1;
+
+impl KeyedProcessFunction<u64, (u64, u64), String> for AveragePerCategory {
+    fn open(&mut self, state: &mut KeyedStateBackend<u64>) -> Result<(), StateError> {
+        self.totals = Some(state.register_value("q4-category-totals")?);
+        Ok(())
+    }
+
+    fn process_element(
+        &mut self,
+        (_, price): (u64, u64),
+        ctx: &mut KeyedContext<'_, u64, String>,
+    ) -> Result<(), ProcessError> {
+        let totals = self.totals.clone().ok_or_else(state_missing)?;
+        let (sum, count) = ctx.state().value(&totals, &())?.unwrap_or_default();
+        ctx.state().set_value(&totals, &(), (sum + u128::from(price), count + 1))?;
+        ctx.register_event_time_timer(END_OF_INPUT)?;
+        Ok(())
+    }
+
+    fn on_timer(&mut self, _: i64, ctx: &mut KeyedContext<'_, u64, String>) -> Result<(), ProcessError> {
+        let totals = self.totals.clone().ok_or_else(state_missing)?;
+        if let Some((sum, count)) = ctx.state().value(&totals, &())? {
+            let category = *ctx.key();
+            ctx.collect(format!("{category},{}", sum / u128::from(count.max(1))));
+        }
+        Ok(())
+    }
+}
+
+/// Counts records (q5's bids per auction and window).
+struct Count;
+
+impl AggregateFunction for Count {
+    type In = Bid;
+    type Acc = u64;
+    type Out = u64;
+
+    fn create_accumulator(&self) -> u64 {
+        0
+    }
+
+    fn add(&self, count: &mut u64, _: Bid) {
+        *count += 1;
+    }
+
+    fn result(&self, count: &u64) -> u64 {
+        *count
+    }
+
+    fn merge(&self, a: u64, b: u64) -> u64 {
+        a + b
+    }
+}
+
+/// q5, hot items: per sliding window (10 s, every 2 s), the auctions with
+/// the most bids, and their count.
+pub fn q5(events: &DataStream<Event>) -> DataStream<String> {
+    bids(events)
+        .key_by(|bid: &Bid| bid.auction)
+        .window(WindowAssigner::sliding_event_time(Duration::from_secs(10), Duration::from_secs(2)))
+        .aggregate_with_process(
+            Count,
+            |auction: &u64, context: &WindowContext, count, out: &mut Collector<'_, (i64, u64, u64)>| {
+                out.collect((context.window.end, *auction, count));
+            },
+        )
+        .name("Bids per auction and window")
+        // Each count carries its window's end − 1 as time: a 2 s tumbling
+        // window holds exactly the counts of one sliding window.
+        .key_by(|(end, _, _): &(i64, u64, u64)| *end)
+        .window(WindowAssigner::tumbling_event_time(Duration::from_secs(2)))
+        .process(|_: &i64, _: &WindowContext, counts: Vec<(i64, u64, u64)>, out: &mut Collector<'_, String>| {
+            let most = counts.iter().map(|(_, _, count)| *count).max().unwrap_or(0);
+            for (_, auction, count) in counts.into_iter().filter(|(_, _, count)| *count == most) {
+                out.collect(format!("{auction},{count}"));
+            }
+        })
+        .name("q5")
+}
+
+/// q7's window: 10 seconds.
+const Q7_WINDOW_MS: i64 = 10_000;
+
+/// q7, highest bid: per 10 s tumbling window, the bids at its highest price
+/// whose time is within the window's bounds, both included (`BETWEEN`), so a
+/// bid exactly at a window's end also counts for the window it closes.
+pub fn q7(events: &DataStream<Event>) -> DataStream<String> {
+    bids(events)
+        .flat_map(|bid: Bid| {
+            let window = bid.date_time.div_euclid(Q7_WINDOW_MS);
+            let on_boundary = bid.date_time.rem_euclid(Q7_WINDOW_MS) == 0;
+            let closing = on_boundary.then(|| (window - 1, true, bid.clone()));
+            std::iter::once((window, false, bid)).chain(closing).collect::<Vec<_>>()
+        })
+        .name("Bids per window")
+        .key_by(|(window, _, _): &(i64, bool, Bid)| *window)
+        .process(HighestBid::default())
+        .name("q7")
+}
+
+/// q7 per window: its highest price, the bids at it, and the bids exactly at its end.
+#[derive(Clone, Default)]
+struct HighestBid {
+    highest: Option<ValueState<(), u64>>,
+    leaders: Option<ListState<(), Bid>>,
+    at_end: Option<ListState<(), Bid>>,
+}
+
+impl KeyedProcessFunction<i64, (i64, bool, Bid), String> for HighestBid {
+    fn open(&mut self, state: &mut KeyedStateBackend<i64>) -> Result<(), StateError> {
+        self.highest = Some(state.register_value("q7-highest")?);
+        self.leaders = Some(state.register_list("q7-leaders")?);
+        self.at_end = Some(state.register_list("q7-at-end")?);
+        Ok(())
+    }
+
+    fn process_element(
+        &mut self,
+        (window, on_end, bid): (i64, bool, Bid),
+        ctx: &mut KeyedContext<'_, i64, String>,
+    ) -> Result<(), ProcessError> {
+        let (highest, leaders, at_end) = (
+            self.highest.clone().ok_or_else(state_missing)?,
+            self.leaders.clone().ok_or_else(state_missing)?,
+            self.at_end.clone().ok_or_else(state_missing)?,
+        );
+        ctx.register_event_time_timer((window + 1) * Q7_WINDOW_MS)?;
+        if on_end {
+            ctx.state().list_add(&at_end, &(), bid)?;
+            return Ok(());
+        }
+        match ctx.state().value(&highest, &())? {
+            Some(price) if bid.price < price => {}
+            Some(price) if bid.price == price => ctx.state().list_add(&leaders, &(), bid)?,
+            _ => {
+                ctx.state().set_value(&highest, &(), bid.price)?;
+                ctx.state().list_set(&leaders, &(), vec![bid])?;
+            }
+        }
+        Ok(())
+    }
+
+    fn on_timer(&mut self, _: i64, ctx: &mut KeyedContext<'_, i64, String>) -> Result<(), ProcessError> {
+        let (highest, leaders, at_end) = (
+            self.highest.clone().ok_or_else(state_missing)?,
+            self.leaders.clone().ok_or_else(state_missing)?,
+            self.at_end.clone().ok_or_else(state_missing)?,
+        );
+        if let Some(price) = ctx.state().value(&highest, &())? {
+            let winners = ctx.state().list(&leaders, &())?;
+            let closing = ctx.state().list(&at_end, &())?.into_iter().filter(|bid| bid.price == price);
+            for bid in winners.into_iter().chain(closing) {
+                ctx.collect(format!(
+                    "{},{},{},{},{}",
+                    bid.auction,
+                    bid.price,
+                    bid.bidder,
+                    bid.date_time,
+                    csv_field(&bid.extra)
+                ));
+            }
+        }
+        ctx.state().clear(&highest, &())?;
+        ctx.state().clear(&leaders, &())?;
+        ctx.state().clear(&at_end, &())?;
+        Ok(())
+    }
+}
+
+/// q8's window: 10 seconds.
+const Q8_WINDOW_MS: i64 = 10_000;
+
+/// q8, monitor new users: persons who registered and opened an auction in
+/// the same 10 s tumbling window; one row per person and window.
+pub fn q8(events: &DataStream<Event>) -> DataStream<String> {
+    let persons = events.flat_map(|event: Event| match event {
+        Event::Person(person) => Some(person),
+        _ => None,
+    });
+    let auctions = events.flat_map(|event: Event| match event {
+        Event::Auction(auction) => Some(auction),
+        _ => None,
+    });
+    let window = |time: i64| time - time.rem_euclid(Q8_WINDOW_MS);
+    persons
+        .connect(&auctions)
+        .key_by(
+            move |person: &Person| (person.id, window(person.date_time)),
+            move |auction: &Auction| (auction.seller, window(auction.date_time)),
+        )
+        .process(NewUsers::default())
+        .name("q8")
+}
+
+/// q8 per person and window: the person's name, whether they sold, whether
+/// the row went out.
+#[derive(Clone, Default)]
+struct NewUsers {
+    name: Option<ValueState<(), String>>,
+    sold: Option<ValueState<(), bool>>,
+    reported: Option<ValueState<(), bool>>,
+}
+
+type PersonWindow = (u64, i64);
+
+impl NewUsers {
+    fn states(&self) -> Result<(ValueState<(), String>, ValueState<(), bool>, ValueState<(), bool>), ProcessError> {
+        Ok((
+            self.name.clone().ok_or_else(state_missing)?,
+            self.sold.clone().ok_or_else(state_missing)?,
+            self.reported.clone().ok_or_else(state_missing)?,
+        ))
+    }
+
+    /// Reports the person once both sides of the window are there.
+    fn report(&self, ctx: &mut KeyedContext<'_, PersonWindow, String>) -> Result<(), ProcessError> {
+        let (name, sold, reported) = self.states()?;
+        let (Some(person), Some(true)) = (ctx.state().value(&name, &())?, ctx.state().value(&sold, &())?) else {
+            return Ok(());
+        };
+        if !ctx.state().value(&reported, &())?.unwrap_or(false) {
+            let (id, start) = *ctx.key();
+            ctx.collect(format!("{id},{},{start}", csv_field(&person)));
+            ctx.state().set_value(&reported, &(), true)?;
+        }
+        Ok(())
+    }
+}
+
+impl KeyedCoProcessFunction<PersonWindow, Person, Auction, String> for NewUsers {
+    fn open(&mut self, state: &mut KeyedStateBackend<PersonWindow>) -> Result<(), StateError> {
+        self.name = Some(state.register_value("q8-name")?);
+        self.sold = Some(state.register_value("q8-sold")?);
+        self.reported = Some(state.register_value("q8-reported")?);
+        Ok(())
+    }
+
+    fn process_element1(
+        &mut self,
+        person: Person,
+        ctx: &mut KeyedContext<'_, PersonWindow, String>,
+    ) -> Result<(), ProcessError> {
+        let (name, _, _) = self.states()?;
+        ctx.state().set_value(&name, &(), person.name)?;
+        ctx.register_event_time_timer(ctx.key().1 + Q8_WINDOW_MS)?;
+        self.report(ctx)
+    }
+
+    fn process_element2(
+        &mut self,
+        _: Auction,
+        ctx: &mut KeyedContext<'_, PersonWindow, String>,
+    ) -> Result<(), ProcessError> {
+        let (_, sold, _) = self.states()?;
+        ctx.state().set_value(&sold, &(), true)?;
+        ctx.register_event_time_timer(ctx.key().1 + Q8_WINDOW_MS)?;
+        self.report(ctx)
+    }
+
+    fn on_timer(&mut self, _: i64, ctx: &mut KeyedContext<'_, PersonWindow, String>) -> Result<(), ProcessError> {
+        // The window closed: nothing of it can join any more.
+        let (name, sold, reported) = self.states()?;
+        ctx.state().clear(&name, &())?;
+        ctx.state().clear(&sold, &())?;
+        ctx.state().clear(&reported, &())?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
