@@ -152,6 +152,18 @@ fn assert_same_rows(actual: &[String], expected: &[String], what: &str) {
     );
 }
 
+/// Waits until a checkpoint has committed output into `dir`.
+fn wait_for_commit(dir: &Path) -> Result<()> {
+    let started = Instant::now();
+    while committed(dir).is_empty() {
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("no output committed within a minute");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
 fn job_args<'a>(input: &'a str, output: &'a str) -> Vec<&'a str> {
     vec![input, "--window-ms", "1000", "--output", output, "--checkpoint-interval-ms", "100"]
 }
@@ -240,13 +252,7 @@ fn a_killed_worker_is_replaced_and_the_output_stays_exact() -> Result<()> {
     assert!(job.starts_with("job-"), "{}", String::from_utf8_lossy(&submitted.stderr));
     let status = cluster.wait_for(&job, "RUNNING", &[], Duration::from_secs(30))?;
     // Kill the worker of the job's leader once a checkpoint has committed output.
-    let started = Instant::now();
-    while committed(&output).is_empty() {
-        if started.elapsed() > Duration::from_secs(60) {
-            bail!("no output committed within a minute");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_commit(&output)?;
     let leader = job_workers(&status).first().cloned().context("the job's workers")?;
     let victim = cluster
         .workers
@@ -293,13 +299,7 @@ fn a_job_stopped_with_a_savepoint_resumes_from_it_at_another_parallelism() -> Re
     args.extend(job_args.iter().copied());
     let job = String::from_utf8(cluster.weir(&args)?.stdout)?.trim().to_owned();
     cluster.wait_for(&job, "RUNNING", &[], Duration::from_secs(30))?;
-    let started = Instant::now();
-    while committed(&output).is_empty() {
-        if started.elapsed() > Duration::from_secs(60) {
-            bail!("no output committed within a minute");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_commit(&output)?;
     let savepoint = cluster.weir(&["savepoint", &job, "--stop"])?;
     assert!(savepoint.status.success(), "{}", String::from_utf8_lossy(&savepoint.stderr));
     let path = String::from_utf8(savepoint.stdout)?.trim().to_owned();
@@ -493,13 +493,7 @@ fn a_killed_coordinator_restarted_resumes_the_job_with_exact_output() -> Result<
     args.extend(job_args(input, output_arg));
     let job = String::from_utf8(cluster.weir(&args)?.stdout)?.trim().to_owned();
     cluster.wait_for(&job, "RUNNING", &[], Duration::from_secs(30))?;
-    let started = Instant::now();
-    while committed(&output).is_empty() {
-        if started.elapsed() > Duration::from_secs(60) {
-            bail!("no output committed within a minute");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_commit(&output)?;
     // Kill the coordinator hard, then start it again on the same port and data.
     drop(cluster.coordinator.take());
     let (restarted, _) = start(&coordinator_args, "coordinator listening on ")?;
