@@ -407,8 +407,7 @@ impl Cluster {
         match (process, code) {
             (0, 0) => {
                 job.set(JobState::Finished, "");
-                let _ = job.undeploy();
-                Vec::new()
+                others(job.undeploy())
             }
             // A follower leaves once the leader told it the job ended.
             (_, 0) | (1.., EXIT_ENDED_BY_LEADER) => Vec::new(),
@@ -418,6 +417,11 @@ impl Cluster {
                 others(job.undeploy())
             }
             (_, -1) => others(job.lost(format!("process {process} on {worker} was killed: {}", message.trim()))),
+            // A process that ends before the deployment is whole never ran
+            // the job: the deployment failed, not the job.
+            _ if job.joined.iter().any(Option::is_none) => {
+                others(job.lost(format!("process {process} on {worker} ended while joining: {}", message.trim())))
+            }
             _ => {
                 job.set(JobState::Failed, message.to_owned());
                 others(job.undeploy())
@@ -627,7 +631,17 @@ mod tests {
         cluster.submit(job("bad", 1));
         cluster.submit(job("retry", 1));
         cluster.submit(job("killed", 1));
+        cluster.submit(job("unjoined", 1));
         cluster.schedule();
+        for id in ["bad", "retry", "killed"] {
+            cluster.join(id, 1, 0, "h:1".into()).expect("deployed");
+        }
+        cluster.process_exited("unjoined", 1, 0, 1, "cannot reach the coordinator");
+        assert_eq!(
+            cluster.job("unjoined").map(Job::state),
+            Some(JobState::Restarting),
+            "a process that never joined failed its deployment, not the job"
+        );
         cluster.process_exited("bad", 1, 0, 1, "operator 'Map' failed");
         assert_eq!(cluster.job("bad").map(Job::state), Some(JobState::Failed));
         cluster.process_exited("retry", 1, 0, EXIT_RESTART, "operator 'Map' failed");

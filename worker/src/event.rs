@@ -134,12 +134,25 @@ impl Batch {
     /// The records as `T`s: moved out when they were made in this process,
     /// decoded when they came from another one.
     pub fn into_data<T: DeserializeOwned + 'static>(self) -> Result<Vec<T>, String> {
+        let len = self.len;
         match self.records.downcast::<Vec<T>>() {
             Ok(records) => Ok(*records),
             Err(records) => match records.downcast::<EncodedRecords>() {
-                Ok(encoded) => postcard::from_bytes::<Vec<T>>(&encoded.0).map_err(|error| {
-                    format!("a batch from another process does not decode as {}: {error}", std::any::type_name::<T>())
-                }),
+                Ok(encoded) => {
+                    let records = postcard::from_bytes::<Vec<T>>(&encoded.0).map_err(|error| {
+                        format!(
+                            "a batch from another process does not decode as {}: {error}",
+                            std::any::type_name::<T>()
+                        )
+                    })?;
+                    if records.len() != len {
+                        return Err(format!(
+                            "a batch from another process holds {} records, its frame says {len}",
+                            records.len()
+                        ));
+                    }
+                    Ok(records)
+                }
                 Err(_) => {
                     Err(format!("received a batch of an unexpected type; expected {}", std::any::type_name::<T>()))
                 }
@@ -203,6 +216,10 @@ mod tests {
         assert!(plain.encode_records(&mut Vec::new()).is_err(), "a plain batch has no serialized form");
         let wrong = Batch::encoded(vec![0xff, 0xff], 1, None).into_data::<String>();
         assert!(wrong.expect_err("garbage").contains("does not decode"));
+        let mut two = Vec::new();
+        Batch::serializable(vec![1u8, 2], None).encode_records(&mut two).expect("encodes");
+        let short = Batch::encoded(two, 3, None).into_data::<u8>();
+        assert!(short.expect_err("count mismatch").contains("holds 2 records, its frame says 3"));
     }
 
     #[test]

@@ -404,10 +404,10 @@ impl Network {
     /// the producer a credit for one more.
     pub fn remote_input(&self, key: ChannelKey, capacity: usize) -> InputChannel {
         let (events, receiver) = crossbeam_channel::bounded(capacity);
-        let grants: Arc<OnceLock<Grants>> = Arc::default();
+        let grants: Arc<Mutex<Option<Grants>>> = Arc::default();
         let line = grants.clone();
         let on_take = Box::new(move || {
-            if let Some(grants) = line.get() {
+            if let Some(grants) = lock(&line).as_ref() {
                 // The producer may be gone (it ended the channel); that is fine.
                 let _ = grants.send(Ok(pb::ChannelResponse { credits: 1 }));
             }
@@ -433,6 +433,11 @@ impl Network {
             std::thread::sleep(Duration::from_millis(5));
         }
         Ok(())
+    }
+
+    /// Leader: the followers whose control stream is open.
+    pub fn connected(&self) -> std::collections::BTreeSet<usize> {
+        self.state.followers.iter().map(|entry| *entry.key()).collect()
     }
 
     /// Leader: sends `message` to follower `process` (a follower that is gone
@@ -524,7 +529,9 @@ type Grants = mpsc::UnboundedSender<Result<pb::ChannelResponse, Status>>;
 struct RemoteInput {
     events: Sender<Event>,
     capacity: usize,
-    grants: Arc<OnceLock<Grants>>,
+    /// Set while the producer's stream is open; taken when it ends, which
+    /// ends the producer's side too.
+    grants: Arc<Mutex<Option<Grants>>>,
 }
 
 /// The sending end of a channel to another process.
@@ -673,7 +680,7 @@ impl Exchange for Service {
         };
         let (grants, grant_rx) = mpsc::unbounded_channel();
         let _ = grants.send(Ok(pb::ChannelResponse { credits: input.capacity as u32 }));
-        let _ = input.grants.set(grants);
+        *lock(&input.grants) = Some(grants);
         let state = self.state.clone();
         // Credits bound what the producer sends to what the task's channel
         // holds, so handing an event over never waits.
@@ -703,7 +710,7 @@ impl Exchange for Service {
                 }
             }
             // Ends the credit stream, so the producer's side ends too.
-            drop(input);
+            lock(&input.grants).take();
         });
         Ok(Response::new(Box::pin(UnboundedReceiverStream::new(grant_rx))))
     }

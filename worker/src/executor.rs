@@ -377,6 +377,9 @@ impl LocalExecutor {
             placement.network.attach_run(&run_cancel);
             if placement.is_leader() {
                 if let Err(message) = placement.network.await_followers(&placement.followers()) {
+                    // Those that came learn the run failed here (the leader decides).
+                    let missing = placement.followers().difference(&placement.network.connected()).copied().collect();
+                    let _ = finish_followers(placement, false, &missing);
                     return exchange_failed(message);
                 }
             } else {
@@ -396,7 +399,12 @@ impl LocalExecutor {
         let PlannedRun { tasks, controls, mut remote_tasks } =
             match self.plan(graph, factories, &run_cancel, progress, &report_tx, &run_id) {
                 Ok(planned) => planned,
-                Err(message) => return exchange_failed(message),
+                Err(message) => {
+                    if let Some(placement) = placement.as_ref().filter(|placement| placement.is_leader()) {
+                        let _ = finish_followers(placement, false, &std::collections::BTreeSet::new());
+                    }
+                    return exchange_failed(message);
+                }
             };
         // The driver keeps a sender itself: a disconnected line would make
         // the select below return at once, forever (a busy loop that took a
@@ -475,22 +483,18 @@ impl LocalExecutor {
                 Some(Happening::Done((task, result))) => {
                     running -= 1;
                     if let (true, Some(placement)) = (is_follower, &placement) {
+                        // A task reports (its final state) before it returns, on
+                        // another channel: what it reported goes first, or the
+                        // leader could end the job without its commits.
+                        while let Ok(report) = report_rx.try_recv() {
+                            forward_report(placement, report, &mut held_commits);
+                        }
                         placement.network.to_leader(&ToLeader::Done { task, outcome: result.clone() });
                     }
                     record_task_end(graph, progress, task, result, &mut failure, &mut cancelled);
                 }
                 Some(Happening::Report(report)) => match (&placement, &mut driver) {
-                    (Some(placement), _) if is_follower => {
-                        let message = match report {
-                            TaskReport::Ack { id, task, snapshot } => ToLeader::Ack { id, task, snapshot },
-                            TaskReport::Decline { id, task, message } => ToLeader::Decline { id, task, message },
-                            TaskReport::Finished { task, snapshot, commits } => {
-                                held_commits.insert(task, commits);
-                                ToLeader::Finished { task, snapshot }
-                            }
-                        };
-                        placement.network.to_leader(&message);
-                    }
+                    (Some(placement), _) if is_follower => forward_report(placement, report, &mut held_commits),
                     (_, Some(driver)) => {
                         let actions = driver.report(report);
                         driver.carry_out(actions, progress, &run_cancel, &mut failure);
@@ -667,7 +671,10 @@ impl LocalExecutor {
                     failure = Some(JobError::Exchange { job: graph.name.clone(), message });
                 }
                 let success = (failure.is_none() && !cancelled) || progress.stopped;
-                finish_followers(placement, success, &lost_followers);
+                if let Err(message) = finish_followers(placement, success, &lost_followers) {
+                    failure = Some(JobError::Checkpointing { job: graph.name.clone(), message });
+                    progress.stopped = false;
+                }
             }
         }
         if cancelled && failure.is_none() {
@@ -815,6 +822,24 @@ enum ControlLine {
     Remote(usize),
 }
 
+/// Follower: sends a task's report to the leader; the commits of a finished
+/// task stay here until the leader asks for them.
+fn forward_report(
+    placement: &Placement,
+    report: TaskReport,
+    held_commits: &mut BTreeMap<TaskKey, Vec<crate::checkpoint::FinalCommit>>,
+) {
+    let message = match report {
+        TaskReport::Ack { id, task, snapshot } => ToLeader::Ack { id, task, snapshot },
+        TaskReport::Decline { id, task, message } => ToLeader::Decline { id, task, message },
+        TaskReport::Finished { task, snapshot, commits } => {
+            held_commits.insert(task, commits);
+            ToLeader::Finished { task, snapshot }
+        }
+    };
+    placement.network.to_leader(&message);
+}
+
 /// Takes note of a task's end: the first operator or restore failure is the
 /// root cause; cancellations only follow one.
 fn record_task_end(
@@ -850,7 +875,12 @@ fn record_task_end(
 /// Leader: tells the followers how the job ended and waits (a while) for
 /// them to close their control streams, so none mistakes the leader's exit
 /// for a failure.
-fn finish_followers(placement: &Placement, success: bool, lost: &std::collections::BTreeSet<usize>) {
+fn finish_followers(
+    placement: &Placement,
+    success: bool,
+    lost: &std::collections::BTreeSet<usize>,
+) -> Result<(), String> {
+    let mut commit_failure = None;
     let mut open: std::collections::BTreeSet<usize> = placement.followers().difference(lost).copied().collect();
     for follower in &open {
         placement.network.to_follower(*follower, &ToFollower::JobEnd { success });
@@ -862,6 +892,10 @@ fn finish_followers(placement: &Placement, success: bool, lost: &std::collection
             Ok((process, FromFollower::Lost(_))) => {
                 open.remove(&process);
             }
+            // The last commits ran as the job ended; one failed.
+            Ok((_, FromFollower::Message(ToLeader::CommitFailed { message }))) => {
+                commit_failure.get_or_insert(message);
+            }
             Ok(_) => {}
             Err(_) => {
                 tracing::warn!(processes = ?open, "followers did not close their control streams");
@@ -870,6 +904,7 @@ fn finish_followers(placement: &Placement, success: bool, lost: &std::collection
         }
     }
     placement.network.close_followers();
+    commit_failure.map_or(Ok(()), Err)
 }
 
 /// Carries out the checkpoint coordinator's decisions during one run.
