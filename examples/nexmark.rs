@@ -10,8 +10,9 @@
 //! source table (`--input FILE`, written by `generate`) or the generator
 //! (`--events N`); both start at `--base-time MS` (default
 //! 2026-01-01T00:00:00Z), so runs are reproducible. A malformed input line
-//! fails the job (`--on-malformed fail`, the default) or is skipped and
-//! counted in `weir_nexmark_malformed_events_total` (`--on-malformed skip`).
+//! (reported with its file and line number) fails the job (`--on-malformed
+//! fail`, the default) or is skipped, logged and counted in
+//! `weir_nexmark_malformed_events_total` (`--on-malformed skip`).
 //!
 //! Output (`--output FILE.csv`): a header line with the SELECT's columns,
 //! then one row per result (order across parallel instances is not
@@ -120,11 +121,15 @@ fn run_query(env: &StreamEnv, flags: &clap::ArgMatches) -> Result<(), String> {
     let query = flags.get_one::<String>("query").cloned().unwrap_or_default();
     let events = match flags.get_one::<PathBuf>("input") {
         Some(input) => {
-            let lines = env.source(FileSource::lines_of([input.clone()])).uid("nexmark-input");
+            let lines = env.source(FileSource::lines_of([input.clone()]).numbered()).uid("nexmark-input");
+            let file = input.display().to_string();
+            let parse = move |(number, line): (u64, String)| {
+                json::parse_line(&line).map_err(|error| format!("{file}, line {number}: {error}"))
+            };
             if flags.get_one::<String>("on-malformed").is_some_and(|policy| policy == "skip") {
                 let malformed = metrics::counter!("weir_nexmark_malformed_events_total");
                 lines
-                    .flat_map(move |line: String| match json::parse_line(&line) {
+                    .flat_map(move |numbered: (u64, String)| match parse(numbered) {
                         Ok(event) => Some(event),
                         Err(error) => {
                             tracing::warn!(%error, "skipping a malformed event");
@@ -134,7 +139,7 @@ fn run_query(env: &StreamEnv, flags: &clap::ArgMatches) -> Result<(), String> {
                     })
                     .name("Parse JSON")
             } else {
-                lines.try_map(|line: String| json::parse_line(&line)).name("Parse JSON")
+                lines.try_map(parse).name("Parse JSON")
             }
         }
         None => NexmarkSource {

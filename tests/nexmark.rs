@@ -262,6 +262,7 @@ fn a_malformed_line_fails_the_job_or_is_skipped_as_asked() -> Result<()> {
     assert!(!failed.status.success());
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(stderr.contains("malformed Nexmark event") && stderr.contains("not a number"), "{stderr}");
+    assert!(stderr.contains("events.jsonl, line 2001:"), "the error names the file and line: {stderr}");
     let skipped = run(&binary, &file, "q0", 2, &out);
     assert!(skipped.is_err(), "the default policy fails");
     let output = Command::new(&binary)

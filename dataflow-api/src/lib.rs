@@ -48,7 +48,7 @@ pub use operators::process::ProcessContext;
 pub use output_tag::OutputTag;
 pub use sinks::collect::CollectHandle;
 pub use sources::generator::GeneratorSource;
-pub use sources::text_file::FileSource;
+pub use sources::text_file::{FileSource, NumberedFileSource};
 pub use stream::{DataStream, DataStreamSink};
 pub use watermarks::{WatermarkGenerator, WatermarkOutput, WatermarkStrategy};
 pub use windows::trigger::{Trigger, TriggerContext, TriggerResult};

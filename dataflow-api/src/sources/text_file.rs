@@ -9,6 +9,10 @@
 //! Replayable: a checkpoint records every unfinished split with the byte
 //! offset of its next line, and a restore deals the splits out again, at any
 //! parallelism.
+//!
+//! [`FileSource::numbered`] also gives each line its number in its file
+//! (from 1), so that errors can point at it: a reader counts the lines
+//! before its split once, when it opens it.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
@@ -52,21 +56,21 @@ impl FileSource {
     pub fn lines_of(paths: impl IntoIterator<Item = impl Into<PathBuf>>) -> Self {
         Self { paths: paths.into_iter().map(Into::into).collect(), splits: Arc::default() }
     }
-}
 
-impl Source for FileSource {
-    type Output = String;
-
-    fn name(&self) -> String {
-        let shown: Vec<String> = self.paths.iter().map(|path| path.display().to_string()).collect();
-        format!("Source: File {}", shown.join(","))
+    /// The same lines, each with its number in its file (from 1).
+    pub fn numbered(self) -> NumberedFileSource {
+        NumberedFileSource(self)
     }
 
-    fn is_bounded(&self) -> bool {
-        true
-    }
-
-    fn create_reader(&self, context: &OperatorContext) -> Result<Box<dyn SourceReader<String>>, TaskError> {
+    fn reader<T>(
+        &self,
+        context: &OperatorContext,
+        line: fn(u64, String) -> T,
+        numbered: bool,
+    ) -> Result<Box<dyn SourceReader<T>>, TaskError>
+    where
+        T: Send + 'static,
+    {
         let mine: Vec<(Split, Option<u64>)> = match context.restored_entries() {
             Some(entries) => entries
                 .iter()
@@ -90,7 +94,46 @@ impl Source for FileSource {
                     .collect()
             }
         };
-        Ok(Box::new(LineReader { context: context.clone(), pending: mine.into_iter().rev().collect(), open: None }))
+        let pending = mine.into_iter().rev().collect();
+        Ok(Box::new(LineReader { context: context.clone(), pending, open: None, line, numbered }))
+    }
+}
+
+/// Lines of files with their numbers: `(line number, line)`; see
+/// [`FileSource::numbered`].
+#[derive(Clone, Debug)]
+pub struct NumberedFileSource(FileSource);
+
+impl Source for NumberedFileSource {
+    type Output = (u64, String);
+
+    fn name(&self) -> String {
+        self.0.name()
+    }
+
+    fn is_bounded(&self) -> bool {
+        true
+    }
+
+    fn create_reader(&self, context: &OperatorContext) -> Result<Box<dyn SourceReader<(u64, String)>>, TaskError> {
+        self.0.reader(context, |number, line| (number, line), true)
+    }
+}
+
+impl Source for FileSource {
+    type Output = String;
+
+    fn name(&self) -> String {
+        let shown: Vec<String> = self.paths.iter().map(|path| path.display().to_string()).collect();
+        format!("Source: File {}", shown.join(","))
+    }
+
+    fn is_bounded(&self) -> bool {
+        true
+    }
+
+    fn create_reader(&self, context: &OperatorContext) -> Result<Box<dyn SourceReader<String>>, TaskError> {
+        self.reader(context, |_, line| line, false)
     }
 }
 
@@ -150,17 +193,41 @@ struct OpenSplit {
     split: Split,
     /// Offset of the next unread byte.
     position: u64,
+    /// Number of the next line in its file (counted only when asked for).
+    line_number: u64,
 }
 
-struct LineReader {
+struct LineReader<T> {
     context: OperatorContext,
     /// Splits still to read, the next one last, with the offset of the line
     /// to resume at when a checkpoint caught them half read.
     pending: Vec<(Split, Option<u64>)>,
     open: Option<OpenSplit>,
+    /// Makes a record of a line and its number.
+    line: fn(u64, String) -> T,
+    /// Whether line numbers are wanted (counting them costs a read of the
+    /// file up to each split).
+    numbered: bool,
 }
 
-impl LineReader {
+/// The number of lines that end before `offset` in the file behind `reader`.
+fn lines_before(reader: &mut BufReader<File>, offset: u64) -> std::io::Result<u64> {
+    reader.seek(SeekFrom::Start(0))?;
+    let (mut left, mut lines) = (offset, 0u64);
+    while left > 0 {
+        let buffer = reader.fill_buf()?;
+        if buffer.is_empty() {
+            break;
+        }
+        let take = buffer.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        lines += buffer[..take].iter().filter(|byte| **byte == b'\n').count() as u64;
+        reader.consume(take);
+        left -= take as u64;
+    }
+    Ok(lines)
+}
+
+impl<T> LineReader<T> {
     fn open_next(&mut self) -> Result<bool, TaskError> {
         let Some((split, resume_at)) = self.pending.pop() else {
             return Ok(false);
@@ -181,13 +248,20 @@ impl LineReader {
             let mut skipped = Vec::new();
             position = split.start - 1 + reader.read_until(b'\n', &mut skipped).map_err(failed)? as u64;
         }
-        self.open = Some(OpenSplit { reader, split, position });
+        let line_number = if self.numbered {
+            let before = lines_before(&mut reader, position).map_err(failed)?;
+            reader.seek(SeekFrom::Start(position)).map_err(failed)?;
+            before + 1
+        } else {
+            0
+        };
+        self.open = Some(OpenSplit { reader, split, position, line_number });
         Ok(true)
     }
 }
 
-impl SourceReader<String> for LineReader {
-    fn read(&mut self, out: &mut dyn Push<String>, max: usize) -> Result<ReadStatus, TaskError> {
+impl<T: Send> SourceReader<T> for LineReader<T> {
+    fn read(&mut self, out: &mut dyn Push<T>, max: usize) -> Result<ReadStatus, TaskError> {
         let mut emitted = 0;
         let mut bytes = Vec::with_capacity(128);
         while emitted < max {
@@ -217,7 +291,9 @@ impl SourceReader<String> for LineReader {
                     open.split.path.display()
                 ))
             })?;
-            out.push(line)?;
+            let number = open.line_number;
+            open.line_number += 1;
+            out.push((self.line)(number, line))?;
             emitted += 1;
         }
         Ok(ReadStatus::More)
@@ -255,12 +331,12 @@ mod tests {
     use super::*;
     use crate::push::Push;
 
-    struct Gather(Vec<String>);
+    struct Gather<T>(Vec<T>);
 
     use weir_worker::Watermark;
 
-    impl Push<String> for Gather {
-        fn push(&mut self, record: String) -> Result<(), TaskError> {
+    impl<T: Send> Push<T> for Gather<T> {
+        fn push(&mut self, record: T) -> Result<(), TaskError> {
             self.0.push(record);
             Ok(())
         }
@@ -285,9 +361,11 @@ mod tests {
         }
     }
 
-    fn read_split(split: Split) -> Vec<String> {
+    /// The numbered lines of one split.
+    fn read_split(split: Split) -> Vec<(u64, String)> {
         let context = crate::operators::tests::context(0, 1);
-        let mut reader = LineReader { context, pending: vec![(split, None)], open: None };
+        let line = |number, line| (number, line);
+        let mut reader = LineReader { context, pending: vec![(split, None)], open: None, line, numbered: true };
         let mut out = Gather(Vec::new());
         while reader.read(&mut out, 7).expect("readable") == ReadStatus::More {}
         out.0
@@ -315,8 +393,12 @@ mod tests {
             for pair in bounds.windows(2) {
                 read.extend(read_split(Split { path: file.path().to_path_buf(), start: pair[0], end: pair[1] }));
             }
-            let expected: Vec<String> = if text.is_empty() { vec![] } else { text.lines().map(str::to_owned).collect() };
-            prop_assert_eq!(read, expected);
+            let expected: Vec<(u64, String)> = if text.is_empty() {
+                vec![]
+            } else {
+                text.lines().enumerate().map(|(index, line)| (index as u64 + 1, line.to_owned())).collect()
+            };
+            prop_assert_eq!(read, expected, "every line once, with its number in the file");
         }
     }
 
