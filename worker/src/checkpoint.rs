@@ -74,6 +74,14 @@ pub enum TaskReport {
         /// Commits to run once a checkpoint records the final state.
         commits: Vec<FinalCommit>,
     },
+    /// The task's answer to a checkpoint.
+    Checkpoint(CheckpointReport),
+}
+
+/// A task's answer to a checkpoint; it may travel to another process (the
+/// job's leader).
+#[derive(Debug, Serialize, Deserialize)]
+pub enum CheckpointReport {
     /// The task took its snapshot of checkpoint `id`.
     Ack {
         /// The checkpoint.

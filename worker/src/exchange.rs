@@ -45,7 +45,7 @@ use weir_proto::v1::exchange_client::ExchangeClient;
 use weir_proto::v1::exchange_server::{Exchange, ExchangeServer};
 
 use crate::channel::{CANCEL_POLL, InputChannel};
-use crate::checkpoint::{TaskControl, TaskKey, TaskSnapshot};
+use crate::checkpoint::{CheckpointReport, TaskControl, TaskKey, TaskSnapshot};
 use crate::executor::JobCommand;
 use crate::{Barrier, Batch, CancelToken, Event, OutputChannel, TaskError, Watermark};
 
@@ -122,24 +122,8 @@ pub enum ToLeader {
         /// The follower's process index.
         process: usize,
     },
-    /// A task took its snapshot of checkpoint `id`.
-    Ack {
-        /// The checkpoint.
-        id: CheckpointId,
-        /// The task.
-        task: TaskKey,
-        /// Its state handles.
-        snapshot: TaskSnapshot,
-    },
-    /// A task could not take its snapshot.
-    Decline {
-        /// The checkpoint.
-        id: CheckpointId,
-        /// The task.
-        task: TaskKey,
-        /// Why.
-        message: String,
-    },
+    /// A task's answer to a checkpoint.
+    Checkpoint(CheckpointReport),
     /// A task finished its input; its commits wait in the follower until the
     /// leader asks for them.
     Finished {

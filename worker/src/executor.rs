@@ -22,7 +22,8 @@ use weir_common::{CheckpointId, JobGraph, JobGraphError, SubtaskIndex};
 use weir_state::storage::{CheckpointStorage, StoragePath};
 
 use crate::checkpoint::{
-    CheckpointMetadata, METADATA_FILE, RestoredCheckpoint, TaskControl, TaskEntry, TaskKey, TaskReport, checkpoint_dir,
+    CheckpointMetadata, CheckpointReport, METADATA_FILE, RestoredCheckpoint, TaskControl, TaskEntry, TaskKey,
+    TaskReport, checkpoint_dir,
 };
 use crate::exchange::{FromFollower, FromLeader, Placement, ToFollower, ToLeader};
 use crate::task::{TaskBody, TaskCheckpointing, TaskSetup, reachable_subtasks, run_input, run_source};
@@ -512,10 +513,7 @@ impl LocalExecutor {
                         }
                         FromFollower::Message(message) => {
                             let report = match message {
-                                ToLeader::Ack { id, task, snapshot } => Some(TaskReport::Ack { id, task, snapshot }),
-                                ToLeader::Decline { id, task, message } => {
-                                    Some(TaskReport::Decline { id, task, message })
-                                }
+                                ToLeader::Checkpoint(report) => Some(TaskReport::Checkpoint(report)),
                                 ToLeader::Finished { task, snapshot } => {
                                     let placement = placement.clone();
                                     let commit: crate::checkpoint::FinalCommit = Box::new(move || {
@@ -830,8 +828,7 @@ fn forward_report(
     held_commits: &mut BTreeMap<TaskKey, Vec<crate::checkpoint::FinalCommit>>,
 ) {
     let message = match report {
-        TaskReport::Ack { id, task, snapshot } => ToLeader::Ack { id, task, snapshot },
-        TaskReport::Decline { id, task, message } => ToLeader::Decline { id, task, message },
+        TaskReport::Checkpoint(report) => ToLeader::Checkpoint(report),
         TaskReport::Finished { task, snapshot, commits } => {
             held_commits.insert(task, commits);
             ToLeader::Finished { task, snapshot }
@@ -934,12 +931,12 @@ struct CheckpointDriver<'a> {
 impl CheckpointDriver<'_> {
     fn report(&mut self, report: TaskReport) -> Vec<Action<TaskKey, crate::checkpoint::TaskSnapshot>> {
         match report {
-            TaskReport::Ack { id, task, snapshot } => {
+            TaskReport::Checkpoint(CheckpointReport::Ack { id, task, snapshot }) => {
                 let files = snapshot.files().into_iter().map(|file| file.path);
                 self.pending_files.entry(id).or_default().extend(files);
                 self.coordinator.ack(id, task, snapshot)
             }
-            TaskReport::Decline { id, task, message } => {
+            TaskReport::Checkpoint(CheckpointReport::Decline { id, task, message }) => {
                 self.coordinator.decline(id, format!("{task:?}"), message, Instant::now())
             }
             TaskReport::Finished { task, snapshot, commits } => {

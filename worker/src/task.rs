@@ -14,7 +14,8 @@ use weir_common::{CheckpointId, JobEdge, KeyGroupRange, MaxParallelism, Partitio
 use weir_state::storage::CheckpointStorage;
 
 use crate::checkpoint::{
-    FinishedState, RestoredCheckpoint, SnapshotTarget, TaskControl, TaskKey, TaskReport, TaskSnapshot, checkpoint_dir,
+    CheckpointReport, FinishedState, RestoredCheckpoint, SnapshotTarget, TaskControl, TaskKey, TaskReport,
+    TaskSnapshot, checkpoint_dir,
 };
 use crate::input_gate::GateEvent;
 use crate::{Barrier, Batch, CancelToken, Event, InputGate, OutputChannel, TaskError, Watermark, WatermarkValve};
@@ -182,11 +183,12 @@ impl TaskCheckpointing {
         take: impl FnOnce(&SnapshotTarget) -> Result<TaskSnapshot, TaskError>,
     ) -> Result<(), TaskError> {
         let report = match self.target(id, savepoint).and_then(|target| take(&target)) {
-            Ok(snapshot) => TaskReport::Ack { id, task: self.key, snapshot },
+            Ok(snapshot) => TaskReport::Checkpoint(CheckpointReport::Ack { id, task: self.key, snapshot }),
             Err(TaskError::Cancelled) => return Err(TaskError::Cancelled),
             Err(error) => {
                 tracing::warn!(checkpoint = id.0, task = ?self.key, %error, "task declined the checkpoint");
-                TaskReport::Decline { id, task: self.key, message: error.to_string() }
+                let message = error.to_string();
+                TaskReport::Checkpoint(CheckpointReport::Decline { id, task: self.key, message })
             }
         };
         // The driver outlives the tasks; a closed line means the job is ending.
