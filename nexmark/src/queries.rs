@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use weir_api::windows::{WindowAssigner, WindowContext};
 use weir_api::{
-    Collector, DataStream, KeyedCoProcessFunction, KeyedContext, KeyedProcessFunction, ProcessError, WatermarkStrategy,
+    Collector, Data, DataStream, Either, KeyedCoProcessFunction, KeyedContext, KeyedProcessFunction, OutputTag,
+    ProcessContext, ProcessError, WatermarkStrategy,
 };
 use weir_state::keyed::{AggregateFunction, KeyedStateBackend, ListState, StateError, ValueState};
 
@@ -54,6 +55,27 @@ pub fn with_event_time(events: &DataStream<Event>) -> DataStream<Event> {
     let strategy = WatermarkStrategy::for_bounded_out_of_orderness(OUT_OF_ORDERNESS)
         .with_timestamp_assigner(|event: &Event, _| event.date_time());
     events.assign_timestamps_and_watermarks(strategy)
+}
+
+/// Two kinds of events out of one stream, without copying any: the first
+/// kind is the operator's output, the second its side output. (Two filters
+/// on the same stream would each get a copy of every event.)
+fn split<A: Data, B: Data>(
+    events: &DataStream<Event>,
+    name: &str,
+    route: fn(Event) -> Option<Either<A, B>>,
+) -> (DataStream<A>, DataStream<B>) {
+    let second = OutputTag::<B>::new(format!("{name} (second kind)"));
+    let tag = second.clone();
+    let first = events
+        .process(move |event: Event, ctx: &mut ProcessContext<'_, A>| match route(event) {
+            Some(Either::Left(record)) => ctx.collect(record),
+            Some(Either::Right(record)) => ctx.output(&tag, record),
+            None => {}
+        })
+        .name(name);
+    let second = first.side_output(&second);
+    (first, second)
 }
 
 fn state_missing() -> ProcessError {
@@ -107,18 +129,11 @@ pub fn q2(events: &DataStream<Event>) -> DataStream<String> {
 /// 10 and (P.state = 'or' OR P.state = 'id' OR P.state = 'ca')` — an
 /// unbounded join: a row as soon as both sides are there, whatever arrives first.
 pub fn q3(events: &DataStream<Event>) -> DataStream<String> {
-    let auctions = events
-        .flat_map(|event: Event| match event {
-            Event::Auction(auction) if auction.category == 10 => Some(auction),
-            _ => None,
-        })
-        .name("Auctions of category 10");
-    let persons = events
-        .flat_map(|event: Event| match event {
-            Event::Person(person) if matches!(person.state.as_str(), "or" | "id" | "ca") => Some(person),
-            _ => None,
-        })
-        .name("Persons in or, id, ca");
+    let (auctions, persons) = split(events, "Auctions of category 10, persons in or, id, ca", |event| match event {
+        Event::Auction(auction) if auction.category == 10 => Some(Either::Left(auction)),
+        Event::Person(person) if matches!(person.state.as_str(), "or" | "id" | "ca") => Some(Either::Right(person)),
+        _ => None,
+    });
     auctions
         .connect(&persons)
         .key_by(|auction: &Auction| auction.seller, |person: &Person| person.id)
@@ -177,11 +192,11 @@ impl KeyedCoProcessFunction<u64, Auction, Person, String> for SellerJoin {
 /// `AVG` of a `BIGINT` does (an integer, truncated). An updating query: the
 /// rows are the final result, emitted at the end of input.
 pub fn q4(events: &DataStream<Event>) -> DataStream<String> {
-    let auctions = events.flat_map(|event: Event| match event {
-        Event::Auction(auction) => Some(auction),
-        _ => None,
+    let (auctions, bids) = split(events, "Auctions and bids", |event| match event {
+        Event::Auction(auction) => Some(Either::Left(auction)),
+        Event::Bid(bid) => Some(Either::Right(bid)),
+        Event::Person(_) => None,
     });
-    let bids = bids(events);
     auctions
         .connect(&bids)
         .key_by(|auction: &Auction| auction.id, |bid: &Bid| bid.auction)
@@ -470,13 +485,10 @@ const Q8_WINDOW_MS: i64 = 10_000;
 /// q8, monitor new users: persons who registered and opened an auction in
 /// the same 10 s tumbling window; one row per person and window.
 pub fn q8(events: &DataStream<Event>) -> DataStream<String> {
-    let persons = events.flat_map(|event: Event| match event {
-        Event::Person(person) => Some(person),
-        _ => None,
-    });
-    let auctions = events.flat_map(|event: Event| match event {
-        Event::Auction(auction) => Some(auction),
-        _ => None,
+    let (persons, auctions) = split(events, "Persons and auctions", |event| match event {
+        Event::Person(person) => Some(Either::Left(person)),
+        Event::Auction(auction) => Some(Either::Right(auction)),
+        Event::Bid(_) => None,
     });
     let window = |time: i64| time - time.rem_euclid(Q8_WINDOW_MS);
     persons
