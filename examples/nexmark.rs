@@ -4,12 +4,16 @@
 //! cargo run --release --example nexmark -- generate --events 1000000 --out /tmp/nexmark.jsonl
 //! cargo run --release --example nexmark -- --query q1 --input /tmp/nexmark.jsonl --output /tmp/q1.csv
 //! cargo run --release --example nexmark -- --query q2 --events 10000000 --output null --parallelism 2
+//! cargo run --release --example nexmark -- --query q5 --unbounded --events-per-second 50000
 //! ```
 //!
 //! Input is either a file of JSON lines in the shape of Flink's Nexmark
-//! source table (`--input FILE`, written by `generate`) or the generator
-//! (`--events N`); both start at `--base-time MS` (default
-//! 2026-01-01T00:00:00Z), so runs are reproducible. A malformed input line
+//! source table (`--input FILE`, written by `generate`) or the generator,
+//! bounded (`--events N`) or endless (`--unbounded`, for a cluster: stop it
+//! with a savepoint or cancel it), optionally held to `--events-per-second
+//! R` over all its instances. Both start at `--base-time MS` (default
+//! 2026-01-01T00:00:00Z), so runs are reproducible; event time is the
+//! events' own `dateTime`, never the wall clock. A malformed input line
 //! (reported with its file and line number) fails the job (`--on-malformed
 //! fail`, the default) or is skipped, logged and counted in
 //! `weir_nexmark_malformed_events_total` (`--on-malformed skip`).
@@ -46,8 +50,22 @@ fn command() -> Command {
                 .long("events")
                 .value_name("N")
                 .value_parser(value_parser!(u64))
+                .help("generate N events"),
+        )
+        .arg(
+            Arg::new("unbounded")
+                .long("unbounded")
+                .action(ArgAction::SetTrue)
+                .help("generate events until the job is stopped or cancelled"),
+        )
+        .group(clap::ArgGroup::new("source").args(["input", "events", "unbounded"]).required(true))
+        .arg(
+            Arg::new("events-per-second")
+                .long("events-per-second")
+                .value_name("R")
+                .value_parser(value_parser!(f64))
                 .conflicts_with("input")
-                .required_unless_present("input"),
+                .help("hold the generator to R events per second over all its instances"),
         )
         .arg(base_time_flag())
         .arg(Arg::new("output").long("output").value_name("FILE.csv|null"))
@@ -144,25 +162,20 @@ fn run_query(env: &StreamEnv, flags: &clap::ArgMatches) -> Result<(), String> {
         }
         None => NexmarkSource {
             base_time: base_time(flags),
+            // Unbounded when `--unbounded` chose the source instead of `--events`.
             events: flags.get_one::<u64>("events").copied(),
-            events_per_second: None,
+            events_per_second: flags.get_one::<f64>("events-per-second").copied(),
         }
         .stream(env),
     };
-    let rows = queries::run(&query, &events).ok_or_else(|| format!("query {query} is not built"))?;
     let output = flags.get_one::<String>("output").cloned();
     let parts = tempfile_dir(output.as_deref())?;
-    match (&output, &parts) {
-        (Some(null), _) if null == "null" => {
-            rows.discard();
-        }
-        (Some(_), Some(parts)) => {
-            rows.write_as_text(parts.clone());
-        }
-        _ => {
-            rows.print();
-        }
-    }
+    let sink = match (&output, &parts) {
+        (Some(null), _) if null == "null" => queries::Output::Discard,
+        (Some(_), Some(parts)) => queries::Output::Text(parts.clone()),
+        _ => queries::Output::Print,
+    };
+    queries::run(&query, &events, &sink).ok_or_else(|| format!("query {query} is not built"))?;
     let result = env.execute(&format!("nexmark-{query}")).map_err(|error| error.to_string())?;
     let seconds = result.net_runtime.as_secs_f64();
     if let (Some(output), Some(parts)) = (&output, &parts) {
@@ -170,13 +183,17 @@ fn run_query(env: &StreamEnv, flags: &clap::ArgMatches) -> Result<(), String> {
         let _ = std::fs::remove_dir_all(parts);
     }
     let events = match flags.get_one::<PathBuf>("input") {
-        Some(input) => count_lines(input)?,
-        None => flags.get_one::<u64>("events").copied().unwrap_or(0),
+        Some(input) => Some(count_lines(input)?),
+        None => flags.get_one::<u64>("events").copied(),
     };
-    eprintln!(
-        "query={query} events={events} seconds={seconds:.3} events_per_second={:.0}",
-        events as f64 / seconds.max(1e-9)
-    );
+    match events {
+        Some(events) => eprintln!(
+            "query={query} events={events} seconds={seconds:.3} events_per_second={:.0}",
+            events as f64 / seconds.max(1e-9)
+        ),
+        // A stopped endless run: how far the generator got is not known here.
+        None => eprintln!("query={query} seconds={seconds:.3}"),
+    }
     Ok(())
 }
 

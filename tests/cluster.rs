@@ -5,24 +5,16 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
 mod common;
 
+use common::Process;
+
 const WEIR: &str = env!("CARGO_BIN_EXE_weir");
-
-/// A process started by the test, killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Starts `weir ARGS` and waits for its line starting with `prefix`; returns
 /// the process and the rest of that line (the URL it serves on).

@@ -274,3 +274,44 @@ fn a_malformed_line_fails_the_job_or_is_skipped_as_asked() -> Result<()> {
     assert_eq!(rows, expected("q0", &events).1.len(), "every good line, the bad one skipped");
     Ok(())
 }
+
+#[test]
+fn the_unbounded_generator_runs_on_at_its_rate_with_the_bounded_events() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let binary = common::example_binary("nexmark")?;
+    let bounded = dir.path().join("bounded.csv");
+    let output = Command::new(&binary)
+        .args(["--query", "q0", "--events", "20000", "--output", bounded.to_str().context("path")?])
+        .output()?;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let bounded_rows: std::collections::HashSet<String> =
+        std::fs::read_to_string(&bounded)?.lines().skip(1).map(str::to_owned).collect();
+
+    // q0 passes every bid through; rows go to standard output as they come.
+    let rate = 4_000.0;
+    let started = std::time::Instant::now();
+    let mut job = common::Process(
+        Command::new(&binary)
+            .args(["--query", "q0", "--unbounded", "--events-per-second", &rate.to_string(), "--parallelism", "2"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()?,
+    );
+    let stdout = job.0.stdout.take().context("the job's standard output")?;
+    let wanted = 2_000;
+    let mut rows = std::collections::HashSet::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).take(wanted) {
+        let line = line?;
+        assert!(bounded_rows.contains(&line), "an unbounded row the bounded run did not produce: {line}");
+        assert!(rows.insert(line.clone()), "a row twice: {line}");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let still_running = job.0.try_wait()?.is_none();
+    drop(job);
+    assert_eq!(rows.len(), wanted, "the job stopped emitting before {wanted} rows");
+    assert!(still_running, "an unbounded job does not end by itself");
+    // 2,000 bids are about 2,170 events (Nexmark's 46 bids in 50 events):
+    // at 4,000 events/s that takes over half a second, whatever the machine.
+    assert!(elapsed > 0.45, "the rate limit held {wanted} rows to {elapsed:.2} s");
+    Ok(())
+}

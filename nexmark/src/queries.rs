@@ -1,14 +1,17 @@
 //! Nexmark queries with the semantics of Flink's SQL texts
 //! (`nexmark-flink/src/main/resources/queries/`), written with the
-//! DataStream API. Each query turns the event stream into CSV rows of its
-//! SELECT's columns, in order; [`header`] names them.
+//! DataStream API. Each query turns the event stream into rows of its
+//! SELECT's columns, in order, written as CSV ([`header`] names the
+//! columns) to an [`Output`].
 
+use std::fmt::{self, Display};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use weir_api::windows::{WindowAssigner, WindowContext};
 use weir_api::{
-    Collector, Data, DataStream, Either, KeyedCoProcessFunction, KeyedContext, KeyedProcessFunction, OutputTag,
-    ProcessContext, ProcessError, WatermarkStrategy,
+    Collector, Data, DataStream, DataStreamSink, Either, KeyedCoProcessFunction, KeyedContext, KeyedProcessFunction,
+    OutputTag, ProcessContext, ProcessError, WatermarkStrategy,
 };
 use weir_state::keyed::{AggregateFunction, KeyedStateBackend, ListState, StateError, ValueState};
 
@@ -35,19 +38,41 @@ pub fn header(query: &str) -> Option<&'static str> {
     })
 }
 
-/// `query` over `events`, as CSV rows; `None` for a query not built.
-pub fn run(query: &str, events: &DataStream<Event>) -> Option<DataStream<String>> {
+/// Where a query's rows go.
+#[derive(Clone, Debug)]
+pub enum Output {
+    /// Nowhere (benchmarks), as Flink's `blackhole` connector.
+    Discard,
+    /// Standard output, a line per row.
+    Print,
+    /// Text files under this path, a line per row (one file per parallel instance).
+    Text(PathBuf),
+}
+
+/// `query` over `events`, its rows written to `output`; `None` for a query
+/// not built. Rows become CSV text only when they are written, so a run that
+/// discards them does not pay for formatting (Flink's blackhole sink does
+/// not format either); what the SELECT computes is computed either way.
+pub fn run(query: &str, events: &DataStream<Event>, output: &Output) -> Option<DataStreamSink> {
     Some(match query {
-        "q0" => q0(events),
-        "q1" => q1(events),
-        "q2" => q2(events),
-        "q3" => q3(events),
-        "q4" => q4(&with_event_time(events)),
-        "q5" => q5(&with_event_time(events)),
-        "q7" => q7(&with_event_time(events)),
-        "q8" => q8(&with_event_time(events)),
+        "q0" => write(q0(events), output),
+        "q1" => write(q1(events), output),
+        "q2" => write(q2(events), output),
+        "q3" => write(q3(events), output),
+        "q4" => write(q4(&with_event_time(events)), output),
+        "q5" => write(q5(&with_event_time(events)), output),
+        "q7" => write(q7(&with_event_time(events)), output),
+        "q8" => write(q8(&with_event_time(events)), output),
         _ => return None,
     })
+}
+
+fn write<T: Data + Display>(rows: DataStream<T>, output: &Output) -> DataStreamSink {
+    match output {
+        Output::Discard => rows.discard(),
+        Output::Print => rows.print(),
+        Output::Text(path) => rows.write_as_text(path.clone()),
+    }
 }
 
 /// Events with their `dateTime` as event time and Nexmark's watermark.
@@ -86,34 +111,92 @@ fn bids(events: &DataStream<Event>) -> DataStream<Bid> {
     events.flat_map(|event: Event| event.into_bid()).name("Bids")
 }
 
+/// A CSV field as text: quoted when it holds a comma, a quote or a line break.
+pub struct CsvField<'a>(pub &'a str);
+
+impl Display for CsvField<'_> {
+    fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.contains([',', '"', '\n', '\r']) {
+            write!(out, "\"{}\"", self.0.replace('"', "\"\""))
+        } else {
+            out.write_str(self.0)
+        }
+    }
+}
+
 /// A CSV field: quoted when it holds a comma, a quote or a line break.
 pub fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_owned() }
+    CsvField(text).to_string()
+}
+
+/// A row of q0 and q1: `auction, bidder, price, dateTime, extra`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct BidRow<Price> {
+    /// The bid's auction.
+    pub auction: u64,
+    /// The bid's bidder.
+    pub bidder: u64,
+    /// The price column.
+    pub price: Price,
+    /// The bid's time, epoch milliseconds.
+    pub date_time: i64,
+    /// The bid's `extra`.
+    pub extra: String,
+}
+
+impl<Price> BidRow<Price> {
+    fn of(bid: Bid, price: impl FnOnce(u64) -> Price) -> Self {
+        Self {
+            auction: bid.auction,
+            bidder: bid.bidder,
+            price: price(bid.price),
+            date_time: bid.date_time,
+            extra: bid.extra,
+        }
+    }
+}
+
+impl<Price: Display> Display for BidRow<Price> {
+    fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(out, "{},{},{},{},{}", self.auction, self.bidder, self.price, self.date_time, CsvField(&self.extra))
+    }
 }
 
 /// q0, pass-through: `SELECT auction, bidder, price, dateTime, extra FROM bid`.
-pub fn q0(events: &DataStream<Event>) -> DataStream<String> {
-    bids(events)
-        .map(|bid: Bid| {
-            format!("{},{},{},{},{}", bid.auction, bid.bidder, bid.price, bid.date_time, csv_field(&bid.extra))
-        })
-        .name("q0")
+pub fn q0(events: &DataStream<Event>) -> DataStream<BidRow<u64>> {
+    bids(events).map(|bid: Bid| BidRow::of(bid, |price| price)).name("q0")
+}
+
+/// q1's price, `0.908 * price` as a `DECIMAL(23, 3)`: thousandths, exact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Euros {
+    /// The price in thousandths of a euro.
+    pub thousandths: u128,
+}
+
+impl Euros {
+    /// `0.908 * cents`.
+    pub fn of_price(price: u64) -> Self {
+        Self { thousandths: u128::from(price) * 908 }
+    }
+}
+
+impl Display for Euros {
+    fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(out, "{}.{:03}", self.thousandths / 1000, self.thousandths % 1000)
+    }
 }
 
 /// The price in euros of q1, `0.908 * price`, exact to its three decimals.
 pub fn euros(price: u64) -> String {
-    let thousandths = u128::from(price) * 908;
-    format!("{}.{:03}", thousandths / 1000, thousandths % 1000)
+    Euros::of_price(price).to_string()
 }
 
 /// q1, currency conversion: `SELECT auction, bidder, 0.908 * price as price,
-/// dateTime, extra FROM bid`.
-pub fn q1(events: &DataStream<Event>) -> DataStream<String> {
-    bids(events)
-        .map(|bid: Bid| {
-            format!("{},{},{},{},{}", bid.auction, bid.bidder, euros(bid.price), bid.date_time, csv_field(&bid.extra))
-        })
-        .name("q1")
+/// dateTime, extra FROM bid`. The conversion is computed here; only its
+/// text waits for the sink.
+pub fn q1(events: &DataStream<Event>) -> DataStream<BidRow<Euros>> {
+    bids(events).map(|bid: Bid| BidRow::of(bid, Euros::of_price)).name("q1")
 }
 
 /// q2, selection: `SELECT auction, price FROM bid WHERE MOD(auction, 123) = 0`.
@@ -402,7 +485,7 @@ pub fn q7(events: &DataStream<Event>) -> DataStream<String> {
             let window = bid.date_time.div_euclid(Q7_WINDOW_MS);
             let on_boundary = bid.date_time.rem_euclid(Q7_WINDOW_MS) == 0;
             let closing = on_boundary.then(|| (window - 1, true, bid.clone()));
-            std::iter::once((window, false, bid)).chain(closing).collect::<Vec<_>>()
+            std::iter::once((window, false, bid)).chain(closing)
         })
         .name("Bids per window")
         .key_by(|(window, _, _): &(i64, bool, Bid)| *window)

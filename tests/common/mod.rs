@@ -1,6 +1,7 @@
 //! Helpers shared by the process-level tests.
 
 use std::path::PathBuf;
+use std::process::Child;
 
 use anyhow::{Context, Result, bail};
 
@@ -16,4 +17,16 @@ pub fn example_binary(name: &str) -> Result<PathBuf> {
         );
     }
     Ok(binary)
+}
+
+/// A process started by the test, killed when dropped, so a failing test
+/// leaves nothing running.
+#[allow(dead_code)] // Each test file compiles this module; not all start processes.
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
