@@ -422,7 +422,7 @@ impl KeyedProcessFunction<u64, (u64, u64), String> for AveragePerCategory {
     }
 }
 
-/// Counts records (q5's bids per auction and window).
+/// Counts records (q5's bids per auction and 2 s slice).
 struct Count;
 
 impl AggregateFunction for Count {
