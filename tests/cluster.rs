@@ -66,6 +66,21 @@ impl Cluster {
         Ok(Command::new(WEIR).arg(command).args(["--coordinator", &self.url]).args(rest).output()?)
     }
 
+    /// Submits `binary` detached at `parallelism` with the job's own
+    /// arguments; the new job's id.
+    fn submit_detached(&self, binary: &Path, parallelism: u32, job_args: &[&str]) -> Result<String> {
+        let parallelism = parallelism.to_string();
+        let binary = binary.to_str().context("path")?;
+        let mut args = vec!["submit", binary, "--parallelism", &parallelism, "--detached", "--"];
+        args.extend(job_args);
+        let submitted = self.weir(&args)?;
+        let job = String::from_utf8(submitted.stdout)?.trim().to_owned();
+        if !job.starts_with("job-") {
+            bail!("no job id from weir submit: {}", String::from_utf8_lossy(&submitted.stderr));
+        }
+        Ok(job)
+    }
+
     /// The state and worker of a job, from `weir status`.
     fn status(&self, job: &str) -> Result<String> {
         let output = self.weir(&["status", job])?;
@@ -182,13 +197,8 @@ fn a_job_spread_over_three_workers_gives_the_output_of_a_local_run() -> Result<(
     let example = common::example_binary("event_time_windows")?;
     let output = dir.path().join("out");
     let output_arg = output.to_str().context("path")?;
-    let example_arg = example.to_str().context("path")?;
-    let mut args = vec!["submit", example_arg, "--parallelism", "4", "--detached", "--"];
-    args.extend(generator_args("200000", output_arg));
     let submitted = Instant::now();
-    let run = cluster.weir(&args)?;
-    let job = String::from_utf8(run.stdout)?.trim().to_owned();
-    assert!(job.starts_with("job-"), "{}", String::from_utf8_lossy(&run.stderr));
+    let job = cluster.submit_detached(&example, 4, &generator_args("200000", output_arg))?;
     let running = cluster.wait_for(&job, "RUNNING", &[], Duration::from_secs(30))?;
     eprintln!("submit to running: {:?}", submitted.elapsed());
     // Four slices over three workers of two slots: every worker runs a process.
@@ -235,13 +245,9 @@ fn a_killed_worker_is_replaced_and_the_output_stays_exact() -> Result<()> {
     let example = common::example_binary("event_time_windows")?;
     let output = dir.path().join("out");
     let output_arg = output.to_str().context("path")?;
-    let example_arg = example.to_str().context("path")?;
-    let mut args = vec!["submit", example_arg, "--parallelism", "4", "--detached", "--"];
-    args.extend(generator_args("600000", output_arg));
-    args.extend(["--rate", "100000"]);
-    let submitted = cluster.weir(&args)?;
-    let job = String::from_utf8(submitted.stdout)?.trim().to_owned();
-    assert!(job.starts_with("job-"), "{}", String::from_utf8_lossy(&submitted.stderr));
+    let mut job_args = generator_args("600000", output_arg);
+    job_args.extend(["--rate", "100000"]);
+    let job = cluster.submit_detached(&example, 4, &job_args)?;
     let status = cluster.wait_for(&job, "RUNNING", &[], Duration::from_secs(30))?;
     // Kill the worker of the job's leader once a checkpoint has committed output.
     wait_for_commit(&output)?;
@@ -287,9 +293,7 @@ fn a_job_stopped_with_a_savepoint_resumes_from_it_at_another_parallelism() -> Re
     // apart the stopped readers were, so the watermark allows for that (it
     // follows each reader, not each position).
     job_args.extend(["--rate", "100000", "--out-of-orderness-ms", "30000"]);
-    let mut args = vec!["submit", example_arg, "--parallelism", "4", "--detached", "--"];
-    args.extend(job_args.iter().copied());
-    let job = String::from_utf8(cluster.weir(&args)?.stdout)?.trim().to_owned();
+    let job = cluster.submit_detached(&example, 4, &job_args)?;
     cluster.wait_for(&job, "RUNNING", &[], Duration::from_secs(30))?;
     wait_for_commit(&output)?;
     let savepoint = cluster.weir(&["savepoint", &job, "--stop"])?;
@@ -480,10 +484,7 @@ fn a_killed_coordinator_restarted_resumes_the_job_with_exact_output() -> Result<
     let example = common::example_binary("event_time_windows")?;
     let (input, output) = (input.to_str().context("path")?, dir.path().join("out"));
     let output_arg = output.to_str().context("path")?;
-    let example_arg = example.to_str().context("path")?;
-    let mut args = vec!["submit", example_arg, "--parallelism", "2", "--detached", "--"];
-    args.extend(job_args(input, output_arg));
-    let job = String::from_utf8(cluster.weir(&args)?.stdout)?.trim().to_owned();
+    let job = cluster.submit_detached(&example, 2, &job_args(input, output_arg))?;
     cluster.wait_for(&job, "RUNNING", &[], Duration::from_secs(30))?;
     wait_for_commit(&output)?;
     // Kill the coordinator hard, then start it again on the same port and data.
