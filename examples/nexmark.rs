@@ -25,7 +25,7 @@
 //! (`--parallelism N`, `--state-backend`, checkpoints). The job prints the
 //! number of events it read per second on standard error at its end.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -183,7 +183,10 @@ fn run_query(env: &StreamEnv, flags: &clap::ArgMatches) -> Result<(), String> {
         let _ = std::fs::remove_dir_all(parts);
     }
     let events = match flags.get_one::<PathBuf>("input") {
-        Some(input) => Some(count_lines(input)?),
+        // Counted outside the job, so the count is not the reader's own.
+        Some(input) => Some(
+            FileSource::count_lines(input).map_err(|error| format!("cannot read '{}': {error}", input.display()))?,
+        ),
         None => flags.get_one::<u64>("events").copied(),
     };
     match events {
@@ -195,23 +198,6 @@ fn run_query(env: &StreamEnv, flags: &clap::ArgMatches) -> Result<(), String> {
         None => eprintln!("query={query} seconds={seconds:.3}"),
     }
     Ok(())
-}
-
-/// The number of lines of `file` (its events), counted outside the job, a
-/// buffer at a time (a 10M-event file is 3.2 GB).
-fn count_lines(file: &Path) -> Result<u64, String> {
-    let failed = |error: std::io::Error| format!("cannot read '{}': {error}", file.display());
-    let mut input = std::fs::File::open(file).map_err(failed)?;
-    let mut buffer = vec![0; 1 << 16];
-    let mut lines = 0;
-    loop {
-        match input.read(&mut buffer) {
-            Ok(0) => return Ok(lines),
-            Ok(read) => lines += buffer[..read].iter().filter(|byte| **byte == b'\n').count() as u64,
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(failed(error)),
-        }
-    }
 }
 
 /// Where the parallel instances write their rows before they become one CSV file.

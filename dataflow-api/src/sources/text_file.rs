@@ -57,6 +57,12 @@ impl FileSource {
         Self { paths: paths.into_iter().map(Into::into).collect(), splits: Arc::default() }
     }
 
+    /// The number of lines of the file at `path` (its line breaks), read a
+    /// buffer at a time.
+    pub fn count_lines(path: &Path) -> std::io::Result<u64> {
+        lines_in(&mut BufReader::new(File::open(path)?), u64::MAX)
+    }
+
     /// The same lines, each with its number in its file (from 1).
     pub fn numbered(self) -> NumberedFileSource {
         NumberedFileSource(self)
@@ -210,10 +216,9 @@ struct LineReader<T> {
     numbered: bool,
 }
 
-/// The number of lines that end before `offset` in the file behind `reader`.
-fn lines_before(reader: &mut BufReader<File>, offset: u64) -> std::io::Result<u64> {
-    reader.seek(SeekFrom::Start(0))?;
-    let (mut left, mut lines) = (offset, 0u64);
+/// The number of lines that end in the next `bytes` bytes of `reader`.
+fn lines_in(reader: &mut impl BufRead, bytes: u64) -> std::io::Result<u64> {
+    let (mut left, mut lines) = (bytes, 0u64);
     while left > 0 {
         let buffer = reader.fill_buf()?;
         if buffer.is_empty() {
@@ -249,7 +254,8 @@ impl<T> LineReader<T> {
             position = split.start - 1 + reader.read_until(b'\n', &mut skipped).map_err(failed)? as u64;
         }
         let line_number = if self.numbered {
-            let before = lines_before(&mut reader, position).map_err(failed)?;
+            reader.seek(SeekFrom::Start(0)).map_err(failed)?;
+            let before = lines_in(&mut reader, position).map_err(failed)?;
             reader.seek(SeekFrom::Start(position)).map_err(failed)?;
             before + 1
         } else {
