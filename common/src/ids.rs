@@ -88,6 +88,42 @@ impl fmt::Display for SubtaskIndex {
     }
 }
 
+/// One task of a job run: subtask `subtask` of vertex `vertex` (Flink's
+/// `ExecutionVertexID`). Checkpoint reports and control messages name tasks by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TaskKey {
+    /// The vertex the task runs.
+    pub vertex: VertexId,
+    /// Zero-based subtask index within the vertex.
+    pub subtask: usize,
+}
+
+impl fmt::Display for TaskKey {
+    /// The form a task's directory in a checkpoint is named by: `v3-1`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.vertex, self.subtask)
+    }
+}
+
+/// One channel of a job run: the edge (its index in the job graph) and the
+/// upstream and downstream subtasks it connects. Channels between processes
+/// are opened by it (Flink's `InputChannelID` plays this part).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ChannelKey {
+    /// Index of the edge in the job graph's edge list.
+    pub edge: u32,
+    /// Subtask index of the producer.
+    pub upstream: u32,
+    /// Subtask index of the consumer.
+    pub downstream: u32,
+}
+
+impl fmt::Display for ChannelKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}->{}", self.edge, self.upstream, self.downstream)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +142,11 @@ mod tests {
         assert_ne!(a, OperatorId::from_position("map", &[], 1));
         assert_ne!(a, OperatorId::from_position("map", &[a], 0));
         assert_ne!(a, OperatorId::from_position("filter", &[], 0));
+    }
+
+    #[test]
+    fn task_keys_print_as_their_checkpoint_directory() {
+        assert_eq!(TaskKey { vertex: VertexId(3), subtask: 1 }.to_string(), "v3-1");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use weir_common::checkpoint::layout;
 use weir_common::{CheckpointId, OperatorId};
 use weir_state::keyed::{KeyedSnapshot, KeyedStateBackend, StateKey};
 use weir_state::storage::{CheckpointStorage, LocalDirStorage, StoragePath};
@@ -109,7 +110,7 @@ pub(crate) fn load_restore(path: &Path) -> Result<Vec<Arc<RestoredCheckpoint>>, 
                 .flatten()
                 .filter_map(|entry| {
                     let name = entry.file_name().to_string_lossy().into_owned();
-                    let number = name.strip_prefix("chk-")?.parse::<u64>().ok()?;
+                    let (CheckpointId(number), false) = layout::parse_checkpoint_dir_name(&name)? else { return None };
                     requested_id.is_some_and(|requested| number < requested).then_some((number, name))
                 })
                 .collect()
@@ -137,7 +138,7 @@ pub(crate) fn load_restore(path: &Path) -> Result<Vec<Arc<RestoredCheckpoint>>, 
 }
 
 fn checkpoint_number(name: &str) -> Option<u64> {
-    name.strip_prefix("chk-").or_else(|| name.strip_prefix("savepoint-"))?.parse().ok()
+    layout::parse_checkpoint_dir_name(name).map(|(id, _)| id.0)
 }
 
 /// Reads a checkpoint's metadata and checks that every file it names is there

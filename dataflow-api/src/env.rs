@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use weir_common::checkpoint::CheckpointConfig;
 use weir_common::{JobGraph, MaxParallelism, OperatorKind};
 use weir_state::storage::{CheckpointStorage, LocalDirStorage};
-use weir_worker::exchange::{EXIT_ENDED_BY_LEADER, EXIT_RESTART, Network, Placement};
-pub use weir_worker::executor::RestartStrategy;
-use weir_worker::executor::{CheckpointSettings, JobCommand};
+use weir_worker::checkpoint::CheckpointSettings;
+use weir_worker::control::JobCommand;
+pub use weir_worker::job::RestartStrategy;
+use weir_worker::launch::{EntryError, enter_cluster, exit_for_redeployment};
 use weir_worker::{CancelToken, ExecutorConfig, JobError, LocalExecutor};
 
 use crate::args::{BackendChoice, EngineArgs};
@@ -376,9 +377,13 @@ impl StreamEnv {
             state.misuse = None;
             state.generation += 1;
             let (compiled, settings) = compiled?;
-            cluster_modes(&compiled.graph)?;
+            // Plan mode ends the process here, before anything else is checked.
+            let placement = enter_cluster(&compiled.graph, name).map_err(|error| match error {
+                EntryError::InvalidJob(message) => Error::InvalidJob(message),
+                EntryError::Exchange(message) => Error::Job(JobError::Exchange { job: name.to_owned(), message }),
+            })?;
             let mut config = state.executor_config(name)?;
-            config.placement = join_deployment(name)?;
+            config.placement = placement;
             (settings, compiled, config, state.restore_from.clone())
         };
         let placement = executor.placement.clone();
@@ -407,7 +412,7 @@ impl StreamEnv {
                     let _ = std::fs::remove_dir(dir);
                 }
                 if let (Some(placement), Err(error)) = (&placement, &outcome) {
-                    ask_for_redeployment(placement, &restart, error);
+                    exit_for_redeployment(placement, &restart, error);
                 }
                 outcome?;
                 Ok(JobExecutionResult { job_name, net_runtime: started.elapsed() })
@@ -452,104 +457,9 @@ impl StreamEnv {
 pub(crate) const STALE_HANDLE: &str =
     "a stream of an earlier job (built before the last execute) was used; build each job from its own sources";
 
-/// Environment variable: plan mode. The binary writes its job graph (protobuf)
-/// to this file and exits instead of running (`weir submit` uses it).
-pub const PLAN_OUTPUT_ENV: &str = "WEIR_PLAN_OUTPUT";
-/// Environment variable: task mode. The fingerprint of the submitted graph;
-/// the binary refuses to run a different one.
-pub const GRAPH_HASH_ENV: &str = "WEIR_GRAPH_HASH";
-/// Environment variable: the worker that launched this job process; the
-/// process ends when that worker is gone.
-pub const WORKER_PID_ENV: &str = "WEIR_WORKER_PID";
-
-/// Environment variable: task mode in a cluster, this process's index within
-/// the job's deployment (0 leads). With it, the worker sets the coordinator's
-/// URL, the job id, the deployment attempt and the host to serve the exchange on.
-pub const PROCESS_INDEX_ENV: &str = "WEIR_PROCESS_INDEX";
-
-/// Task mode in a cluster: serves this process's exchange and waits for the
-/// rest of the job's deployment (the coordinator answers once every process
-/// joined).
-fn join_deployment(job: &str) -> Result<Option<Arc<Placement>>> {
-    let Ok(process) = std::env::var(PROCESS_INDEX_ENV) else { return Ok(None) };
-    let failed = |message: String| Error::Job(JobError::Exchange { job: job.to_owned(), message });
-    let var = |name: &str| {
-        std::env::var(name).map_err(|_| failed(format!("task mode: {name} is not set (the worker sets it)")))
-    };
-    let number = |name: &str, text: String| {
-        text.parse::<u32>().map_err(|_| failed(format!("task mode: {name} is not a number: '{text}'")))
-    };
-    let process = number(PROCESS_INDEX_ENV, process)? as usize;
-    let attempt = number("WEIR_ATTEMPT", var("WEIR_ATTEMPT")?)?;
-    let (coordinator, job_id) = (var("WEIR_COORDINATOR")?, var("WEIR_JOB_ID")?);
-    let host = std::env::var("WEIR_EXCHANGE_HOST").unwrap_or_else(|_| "127.0.0.1".into());
-    let network = Network::bind(&host).map_err(failed)?;
-    let (run_id, slice_process) = network.join(&coordinator, &job_id, attempt, process).map_err(failed)?;
-    tracing::info!(job, process, %run_id, exchange = %network.address(), "joined the job's deployment");
-    Ok(Some(Arc::new(Placement { run_id, process, slice_process, network })))
-}
-
-/// A failed run of a cluster job: a follower leaves the decision to the
-/// leader, unless the leader vanished (then the deployment is lost and
-/// the coordinator deploys it again); the leader applies the job's restart strategy (the attempt is
-/// the deployment's number) and, if it allows another run, exits with
-/// [`EXIT_RESTART`] so that the coordinator deploys the job again from its
-/// latest checkpoint. Otherwise the error ends the process as usual.
-fn ask_for_redeployment(placement: &Placement, restart: &RestartStrategy, error: &JobError) {
-    let attempt = std::env::var("WEIR_ATTEMPT").ok().and_then(|text| text.parse().ok()).unwrap_or(1);
-    if !placement.is_leader() {
-        eprintln!("{error}");
-        std::process::exit(if placement.network.leader_lost() { EXIT_RESTART } else { EXIT_ENDED_BY_LEADER });
-    }
-    if let Some(delay) = restart.delay(attempt) {
-        tracing::error!(%error, ?delay, "the run failed; the job will be deployed again");
-        eprintln!("{error}");
-        std::thread::sleep(delay);
-        std::process::exit(EXIT_RESTART);
-    }
-}
-
-/// The cluster's ways of running a job binary, chosen by environment variables.
-fn cluster_modes(graph: &JobGraph) -> Result<()> {
-    if let Some(path) = std::env::var_os(PLAN_OUTPUT_ENV) {
-        let path = PathBuf::from(path);
-        std::fs::write(&path, graph.encode()).map_err(|error| {
-            Error::InvalidJob(format!("plan mode: cannot write the job graph to '{}': {error}", path.display()))
-        })?;
-        // Planning is all a plan-mode run does.
-        std::process::exit(0);
-    }
-    if let Ok(expected) = std::env::var(GRAPH_HASH_ENV) {
-        let planned = graph.fingerprint();
-        if planned != expected {
-            return Err(Error::InvalidJob(format!(
-                "this binary builds a job graph ({planned}) other than the one submitted ({expected}): \
-                 it was rebuilt or runs with other arguments; submit it again"
-            )));
-        }
-    }
-    if let Some(worker) = std::env::var(WORKER_PID_ENV).ok().and_then(|pid| pid.parse::<u32>().ok()) {
-        watch_worker(worker);
-    }
-    Ok(())
-}
-
-/// Ends this process when its worker (its parent) is gone, so a lost worker
-/// leaves no job process running unseen.
-fn watch_worker(worker: u32) {
-    #[cfg(unix)]
-    let _ = std::thread::Builder::new().name("worker watch".into()).spawn(move || {
-        loop {
-            if std::os::unix::process::parent_id() != worker {
-                tracing::error!(worker, "the worker that launched this job process is gone; stopping");
-                std::process::exit(137);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    });
-    #[cfg(not(unix))]
-    let _ = worker;
-}
+/// Plan mode: the binary writes its job graph to this file and exits (see
+/// `weir_common::launch`, which owns the contract between workers and job binaries).
+pub use weir_common::launch::PLAN_OUTPUT_ENV;
 
 /// Checkpoint settings as the program gives them.
 #[derive(Clone, Debug, Default)]

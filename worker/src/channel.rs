@@ -25,7 +25,15 @@ enum Line {
     /// A task of this process.
     Local { sender: Sender<Event>, cancel: CancelToken },
     /// A task of another process of the job, over the exchange.
-    Remote(crate::exchange::RemoteOutput),
+    Remote(Box<dyn RemoteSender>),
+}
+
+/// The sending end of a channel to a task of another process. The exchange
+/// implements it; channels need not know how events cross processes.
+pub trait RemoteSender: Send + std::fmt::Debug {
+    /// Sends one event, blocking while the consumer has granted no room for
+    /// it; fails with [`TaskError::Cancelled`] when the run is ending.
+    fn send(&self, event: Event) -> Result<(), TaskError>;
 }
 
 /// The receiving end of one channel.
@@ -88,7 +96,7 @@ impl OutputChannel {
     }
 
     /// A channel to a task of another process.
-    pub(crate) fn remote(remote: crate::exchange::RemoteOutput) -> Self {
+    pub(crate) fn remote(remote: Box<dyn RemoteSender>) -> Self {
         Self { line: Line::Remote(remote) }
     }
 }

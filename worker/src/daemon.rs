@@ -3,11 +3,11 @@
 //!
 //! A deployment names a job binary by SHA-256: the worker downloads it from
 //! the coordinator once (verifying the hash) into `<data-dir>/artifacts/`,
-//! then starts it with the job's arguments in task mode (`WEIR_GRAPH_HASH`
-//! set: the binary refuses to run a graph other than the submitted one) and
-//! reports when it started and how it ended. A job process watches its
-//! worker (`WEIR_WORKER_PID`) and ends when the worker dies, so a lost worker
-//! leaves no job running behind the coordinator's back.
+//! then starts it with the job's arguments in task mode (the environment of
+//! `weir_common::launch::JobProcessEnv`: the binary refuses to run a graph
+//! other than the submitted one) and reports when it started and how it
+//! ended. A job process watches its worker and ends when the worker dies, so
+//! a lost worker leaves no job running behind the coordinator's back.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
+use weir_common::launch::JobProcessEnv;
 use weir_proto::v1 as pb;
 use weir_proto::v1::coordinator_client::CoordinatorClient;
 use weir_proto::v1::worker_server::{Worker, WorkerServer};
@@ -286,16 +287,18 @@ impl Worker for Service {
         let stdout = std::fs::File::create(logs.join(format!("{stem}.out"))).map_err(io)?;
         let stderr_path = logs.join(format!("{stem}.err"));
         let stderr = std::fs::File::create(&stderr_path).map_err(io)?;
+        let launch = JobProcessEnv {
+            graph_hash: request.graph_hash.clone(),
+            worker_pid: std::process::id(),
+            coordinator: self.shared.config.coordinator.clone(),
+            job_id: request.job_id.clone(),
+            attempt: request.attempt,
+            process_index: request.process_index,
+            exchange_host: self.shared.config.bind.ip().to_string(),
+        };
         let child = tokio::process::Command::new(&binary)
             .args(&request.args)
-            .env("WEIR_GRAPH_HASH", &request.graph_hash)
-            .env("WEIR_WORKER_PID", std::process::id().to_string())
-            // Where the job process joins the rest of its deployment.
-            .env("WEIR_COORDINATOR", &self.shared.config.coordinator)
-            .env("WEIR_JOB_ID", &request.job_id)
-            .env("WEIR_ATTEMPT", request.attempt.to_string())
-            .env("WEIR_PROCESS_INDEX", request.process_index.to_string())
-            .env("WEIR_EXCHANGE_HOST", self.shared.config.bind.ip().to_string())
+            .envs(launch.to_vars())
             .stdin(Stdio::null())
             .stdout(Stdio::from(stdout))
             .stderr(Stdio::from(stderr))

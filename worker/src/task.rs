@@ -13,9 +13,12 @@ use crossbeam_channel::{Receiver, Sender};
 use weir_common::{CheckpointId, JobEdge, KeyGroupRange, MaxParallelism, Partitioning, SubtaskIndex, VertexId};
 use weir_state::storage::CheckpointStorage;
 
+use weir_common::TaskKey;
+use weir_common::checkpoint::layout;
+
 use crate::checkpoint::{
-    CheckpointReport, FinishedState, RestoredCheckpoint, SnapshotTarget, TaskControl, TaskKey, TaskReport,
-    TaskSnapshot, checkpoint_dir,
+    CheckpointReport, FinishedState, RestoredCheckpoint, SnapshotTarget, TaskControl, TaskReport, TaskSnapshot,
+    checkpoint_dir,
 };
 use crate::input_gate::GateEvent;
 use crate::{Barrier, Batch, CancelToken, Event, InputGate, OutputChannel, TaskError, Watermark, WatermarkValve};
@@ -168,9 +171,8 @@ impl TaskCheckpointing {
             message: error.to_string(),
         };
         let dir = checkpoint_dir(&self.job_id, id, savepoint).map_err(storage_error)?;
-        let private_dir = dir.join(&format!("v{}-{}", self.key.0.0, self.key.1)).map_err(storage_error)?;
-        let shared_dir =
-            weir_state::storage::StoragePath::new(format!("{}/shared", self.job_id)).map_err(storage_error)?;
+        let private_dir = dir.join(&layout::task_dir_name(self.key)).map_err(storage_error)?;
+        let shared_dir = weir_state::storage::StoragePath::new(layout::shared_dir(&self.job_id)).map_err(storage_error)?;
         Ok(SnapshotTarget { id, savepoint, storage: self.storage.clone(), private_dir, shared_dir })
     }
 

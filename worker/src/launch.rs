@@ -1,0 +1,108 @@
+//! The job process's side of the launch contract
+//! (`weir_common::launch`): a job binary calls [`enter_cluster`] once its
+//! graph is compiled, and [`exit_for_redeployment`] when a cluster run
+//! failed. Everything a job binary does differently because a worker
+//! launched it is here, not in the user API.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use weir_common::JobGraph;
+use weir_common::launch::{
+    EXIT_ENDED_BY_LEADER, EXIT_RESTART, EXIT_WORKER_GONE, GRAPH_HASH_ENV, JobProcessEnv, PLAN_OUTPUT_ENV,
+};
+
+use crate::JobError;
+use crate::exchange::{Network, Placement};
+use crate::job::RestartStrategy;
+
+/// Why a job binary cannot take its part in the cluster.
+#[derive(Debug)]
+pub enum EntryError {
+    /// The job is not the one submitted, or its plan cannot be written.
+    InvalidJob(String),
+    /// Joining the deployment failed.
+    Exchange(String),
+}
+
+/// Chooses the job process's mode from its environment:
+/// - plan mode writes the graph to the file named by `WEIR_PLAN_OUTPUT`
+///   and ends the process (planning is all such a run does);
+/// - task mode refuses a graph other than the submitted one, ends the
+///   process when its worker is gone, serves this process's exchange and
+///   waits for the rest of the deployment (the coordinator answers once
+///   every process joined), returning where this process stands;
+/// - otherwise the job runs locally (`None`).
+pub fn enter_cluster(graph: &JobGraph, job: &str) -> Result<Option<Arc<Placement>>, EntryError> {
+    if let Some(path) = std::env::var_os(PLAN_OUTPUT_ENV) {
+        let path = std::path::PathBuf::from(path);
+        std::fs::write(&path, graph.encode()).map_err(|error| {
+            EntryError::InvalidJob(format!("plan mode: cannot write the job graph to '{}': {error}", path.display()))
+        })?;
+        std::process::exit(0);
+    }
+    if let Ok(expected) = std::env::var(GRAPH_HASH_ENV) {
+        check_graph(graph, &expected)?;
+    }
+    let env = JobProcessEnv::from_lookup(|name| std::env::var(name).ok())
+        .map_err(|error| EntryError::Exchange(error.to_string()))?;
+    let Some(env) = env else { return Ok(None) };
+    watch_worker(env.worker_pid);
+    join_deployment(&env, job).map(Some).map_err(EntryError::Exchange)
+}
+
+fn check_graph(graph: &JobGraph, expected: &str) -> Result<(), EntryError> {
+    let planned = graph.fingerprint();
+    if planned != expected {
+        return Err(EntryError::InvalidJob(format!(
+            "this binary builds a job graph ({planned}) other than the one submitted ({expected}): \
+             it was rebuilt or runs with other arguments; submit it again"
+        )));
+    }
+    Ok(())
+}
+
+fn join_deployment(env: &JobProcessEnv, job: &str) -> Result<Arc<Placement>, String> {
+    let process = env.process_index as usize;
+    let network = Network::bind(&env.exchange_host)?;
+    let (run_id, slice_process) = network.join(&env.coordinator, &env.job_id, env.attempt, process)?;
+    tracing::info!(job, process, %run_id, exchange = %network.address(), "joined the job's deployment");
+    Ok(Arc::new(Placement { run_id, process, attempt: env.attempt, slice_process, network }))
+}
+
+/// Ends this process when its worker (its parent) is gone, so a lost worker
+/// leaves no job process running unseen.
+fn watch_worker(worker: u32) {
+    #[cfg(unix)]
+    let _ = std::thread::Builder::new().name("worker watch".into()).spawn(move || {
+        loop {
+            if std::os::unix::process::parent_id() != worker {
+                tracing::error!(worker, "the worker that launched this job process is gone; stopping");
+                std::process::exit(EXIT_WORKER_GONE);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = worker;
+}
+
+/// A failed run of a cluster job: a follower leaves the decision to the
+/// leader, unless the leader vanished (then the deployment is lost and the
+/// coordinator deploys it again); the leader applies the job's restart
+/// strategy (the attempt is the deployment's number) and, if it allows
+/// another run, exits with [`EXIT_RESTART`] so that the coordinator deploys
+/// the job again from its latest checkpoint. Otherwise it returns, and the
+/// error ends the process as usual.
+pub fn exit_for_redeployment(placement: &Placement, restart: &RestartStrategy, error: &JobError) {
+    if !placement.is_leader() {
+        eprintln!("{error}");
+        std::process::exit(if placement.network.leader_lost() { EXIT_RESTART } else { EXIT_ENDED_BY_LEADER });
+    }
+    if let Some(delay) = restart.delay(placement.attempt) {
+        tracing::error!(%error, ?delay, "the run failed; the job will be deployed again");
+        eprintln!("{error}");
+        std::thread::sleep(delay);
+        std::process::exit(EXIT_RESTART);
+    }
+}
