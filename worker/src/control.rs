@@ -37,21 +37,21 @@ pub enum ToLeader {
     /// A task finished its input; its commits wait in the follower until the
     /// leader asks for them.
     Finished {
-        /// The task.
+        /// The follower's task that finished.
         task: TaskKey,
-        /// Its final state.
+        /// Its final state, which every later checkpoint records in its place.
         snapshot: TaskSnapshot,
     },
     /// A task returned.
     Done {
-        /// The task.
+        /// The follower's task that returned.
         task: TaskKey,
-        /// How it ended.
+        /// How it ended; a failure is the run's root cause unless one came first.
         outcome: Result<(), TaskError>,
     },
     /// Running the commits of a finished task failed.
     CommitFailed {
-        /// Why.
+        /// The commit's error, which fails the job.
         message: String,
     },
 }
@@ -61,14 +61,14 @@ pub enum ToLeader {
 pub enum ToFollower {
     /// A checkpoint command for one task.
     Task {
-        /// The task.
+        /// A task of the follower's.
         task: TaskKey,
-        /// The command.
+        /// Trigger (sources only), checkpoint complete, or stop.
         command: TaskControl,
     },
     /// A checkpoint recorded the final state of `task`: run its commits.
     CommitFinished {
-        /// The task.
+        /// The finished task whose held commits now run.
         task: TaskKey,
     },
     /// The run fails: stop every task.
@@ -83,7 +83,7 @@ pub enum ToFollower {
 /// An item of the leader's inbox.
 #[derive(Debug)]
 pub enum FromFollower {
-    /// A message.
+    /// A message, in the order the follower sent it.
     Message(ToLeader),
     /// The follower's control stream ended or broke.
     Lost(String),
@@ -92,7 +92,7 @@ pub enum FromFollower {
 /// An item of a follower's inbox.
 #[derive(Debug)]
 pub enum FromLeader {
-    /// A message.
+    /// A message, in the order the leader sent it.
     Message(ToFollower),
     /// The control stream to the leader ended or broke.
     Lost(String),

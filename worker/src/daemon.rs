@@ -44,7 +44,7 @@ pub enum DaemonError {
     /// The coordinator does not answer.
     #[error("cannot reach the coordinator at {url}: {message}; is it running, and is the URL right?")]
     Unreachable {
-        /// Its URL.
+        /// The coordinator URL the worker was given.
         url: String,
         /// The cause.
         message: String,

@@ -50,7 +50,7 @@ pub enum JobError {
     /// A task failed; the first failure is the root cause, the rest were cancelled.
     #[error("job '{job}' failed: operator '{operator}' in task '{task}' (subtask {subtask}): {message}")]
     TaskFailed {
-        /// The job's name.
+        /// The job's name, as given to `execute`.
         job: String,
         /// The name of the failed task's chain.
         task: String,
@@ -70,7 +70,7 @@ pub enum JobError {
     /// The checkpoint to start from cannot be used.
     #[error("cannot restore job '{job}' from checkpoint: {message}")]
     Restore {
-        /// The job's name.
+        /// The job's name, as given to `execute`.
         job: String,
         /// What is wrong, naming the checkpoint or file.
         message: String,
@@ -78,11 +78,11 @@ pub enum JobError {
     /// An operator failed to restore its state from checkpoint `checkpoint`.
     #[error("job '{job}' could not restore from checkpoint {checkpoint}: operator '{operator}': {message}")]
     RestoreFailed {
-        /// The job's name.
+        /// The job's name, as given to `execute`.
         job: String,
-        /// The checkpoint.
+        /// The id of the checkpoint restored from (0 when none).
         checkpoint: u64,
-        /// The operator.
+        /// The operator whose state did not restore.
         operator: String,
         /// What went wrong, naming the file.
         message: String,
@@ -90,7 +90,7 @@ pub enum JobError {
     /// Checkpoints failed more often in a row than the job tolerates.
     #[error("job '{job}' failed: {message}")]
     Checkpointing {
-        /// The job's name.
+        /// The job's name, as given to `execute`.
         job: String,
         /// Which checkpoint failed and why.
         message: String,
@@ -98,7 +98,7 @@ pub enum JobError {
     /// The processes of a job spread over a cluster lost each other.
     #[error("job '{job}' failed: {message}")]
     Exchange {
-        /// The job's name.
+        /// The job's name, as given to `execute`.
         job: String,
         /// Which connection failed and why.
         message: String,

@@ -40,7 +40,7 @@ impl Watermark {
 /// A checkpoint barrier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Barrier {
-    /// The checkpoint.
+    /// The checkpoint the barrier separates: records before it are in its snapshot.
     pub id: CheckpointId,
     /// Savepoints are self-contained: full snapshots in their own directory.
     pub savepoint: bool,

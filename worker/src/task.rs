@@ -150,7 +150,7 @@ pub trait InputTask: Send {
 
 /// A task's line to the checkpoint driver.
 pub struct TaskCheckpointing {
-    /// The task.
+    /// The task, as its reports name it.
     pub key: TaskKey,
     /// Commands from the driver.
     pub control: Receiver<TaskControl>,

@@ -82,7 +82,7 @@ impl std::fmt::Display for AbortReason {
 pub enum Action<T, H> {
     /// Send barrier `id` into the job through every source task.
     Trigger {
-        /// The checkpoint.
+        /// The next id: one above the last one used.
         id: CheckpointId,
         /// Whether it is a savepoint (owned by the user, never discarded).
         savepoint: bool,
@@ -90,7 +90,7 @@ pub enum Action<T, H> {
     /// Every task acknowledged: write the metadata atomically, then report
     /// [`CheckpointCoordinator::metadata_written`] (or `metadata_failed`).
     WriteMetadata {
-        /// The checkpoint.
+        /// The checkpoint every task acknowledged.
         id: CheckpointId,
         /// Each task's state handles.
         acks: Vec<(T, H)>,
@@ -101,9 +101,9 @@ pub enum Action<T, H> {
     NotifyComplete(CheckpointId),
     /// The checkpoint will not complete: tell the tasks and delete its files.
     Abort {
-        /// The checkpoint.
+        /// The pending checkpoint that is given up.
         id: CheckpointId,
-        /// Why.
+        /// What the log and a waiting savepoint request are told.
         reason: AbortReason,
     },
     /// A completed checkpoint that newer ones subsume: delete its files.

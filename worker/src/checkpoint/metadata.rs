@@ -24,24 +24,25 @@ pub fn checkpoint_dir(job_id: &str, id: CheckpointId, savepoint: bool) -> Result
 /// One task's entry in the metadata.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskEntry {
-    /// The vertex.
+    /// The vertex the task ran.
     pub vertex: VertexId,
-    /// Which subtask, out of how many.
+    /// Which subtask, out of how many: a restore at another parallelism
+    /// redistributes by it.
     pub subtask: SubtaskIndex,
-    /// What it took.
+    /// The state handles the task acknowledged (or its final state, if it had finished).
     pub snapshot: TaskSnapshot,
 }
 
 /// The metadata of a completed checkpoint or savepoint: everything a restore needs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckpointMetadata {
-    /// The job's name.
+    /// The job's name, for messages when restoring.
     pub job_name: String,
     /// The job run's id (its directory in storage).
     pub job_id: String,
-    /// The checkpoint.
+    /// Numbers checkpoints within the job run; a restored job counts on from it.
     pub id: CheckpointId,
-    /// Whether it is a savepoint.
+    /// Whether it is a savepoint (self-contained: no shared files).
     pub savepoint: bool,
     /// The job's number of key groups.
     pub max_parallelism: u32,
@@ -85,7 +86,7 @@ struct OperatorRestore {
 
 /// A completed checkpoint or savepoint being restored, at any parallelism.
 pub struct RestoredCheckpoint {
-    /// Its metadata.
+    /// What was read from its `_metadata` file.
     pub metadata: CheckpointMetadata,
     /// The storage holding its files.
     pub storage: Arc<dyn CheckpointStorage>,

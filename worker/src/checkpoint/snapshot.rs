@@ -12,7 +12,7 @@ use weir_state::storage::{CheckpointStorage, FileHandle, StoragePath};
 /// One operator's part of a task snapshot.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperatorSnapshot {
-    /// Its keyed state, for keyed operators.
+    /// Handles of the keyed state's files, for keyed operators; `None` for the others.
     pub keyed: Option<KeyedSnapshot>,
     /// Entries that are redistributed over the subtasks on restore (Flink's
     /// operator list state): source splits with their positions, sink
@@ -50,7 +50,7 @@ impl TaskSnapshot {
 pub enum TaskReport {
     /// The task finished its input; what it left behind.
     Finished {
-        /// The task.
+        /// The task that finished.
         task: TaskKey,
         /// Its final state, recorded by every later checkpoint.
         snapshot: TaskSnapshot,
@@ -67,20 +67,20 @@ pub enum TaskReport {
 pub enum CheckpointReport {
     /// The task took its snapshot of checkpoint `id`.
     Ack {
-        /// The checkpoint.
+        /// The checkpoint acknowledged.
         id: CheckpointId,
-        /// The task.
+        /// The acknowledging task.
         task: TaskKey,
-        /// Its state handles.
+        /// Handles of the files the task wrote (and shared files it reuses).
         snapshot: TaskSnapshot,
     },
     /// The task could not take its snapshot.
     Decline {
-        /// The checkpoint.
+        /// The checkpoint declined; it is aborted.
         id: CheckpointId,
-        /// The task.
+        /// The declining task.
         task: TaskKey,
-        /// Why.
+        /// The snapshot's error, logged with the abort.
         message: String,
     },
 }
@@ -130,7 +130,7 @@ impl FinishedState {
 pub enum TaskControl {
     /// Sources only: take checkpoint `id` now and send its barrier.
     Trigger {
-        /// The checkpoint.
+        /// The checkpoint to take; its barrier carries the id downstream.
         id: CheckpointId,
         /// Savepoints are self-contained (full snapshots, their own directory).
         savepoint: bool,
@@ -144,7 +144,7 @@ pub enum TaskControl {
 /// Where a task writes the files of one checkpoint.
 #[derive(Clone)]
 pub struct SnapshotTarget {
-    /// The checkpoint.
+    /// The checkpoint being taken.
     pub id: CheckpointId,
     /// Whether it is a savepoint.
     pub savepoint: bool,

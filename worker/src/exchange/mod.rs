@@ -60,6 +60,9 @@ pub use data::RemoteOutput;
 /// followers connecting) before the run fails.
 const PEER_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What a follower sent (or its loss), by the follower's process index.
+type FollowerItem = (usize, FromFollower);
+
 /// Largest frame accepted: a batch of 1,024 large records.
 const MAX_FRAME: usize = 256 * 1024 * 1024;
 
@@ -130,7 +133,7 @@ pub(crate) struct NetState {
     failure: Mutex<Option<String>>,
     cancel: Mutex<Option<CancelToken>>,
     /// Leader: what followers sent, by process index.
-    inbox: (Sender<(usize, FromFollower)>, Receiver<(usize, FromFollower)>),
+    inbox: (Sender<FollowerItem>, Receiver<FollowerItem>),
     /// Leader: the control stream to each follower.
     followers: DashMap<usize, mpsc::UnboundedSender<Result<pb::ControlFrame, Status>>>,
     /// Follower: the control stream to the leader.

@@ -13,7 +13,7 @@ use weir_common::ChannelKey;
 use weir_proto::v1 as pb;
 use weir_proto::v1::exchange_server::Exchange;
 
-use super::data::decode_event;
+use super::data::{RemoteInput, decode_event};
 use super::{NetState, PEER_TIMEOUT, lock};
 use crate::Event;
 use crate::control::{FromFollower, JobCommand, ToLeader};
@@ -57,37 +57,7 @@ impl Exchange for Service {
         let (grants, grant_rx) = mpsc::unbounded_channel();
         let _ = grants.send(Ok(pb::ChannelResponse { credits: input.capacity as u32 }));
         *lock(&input.grants) = Some(grants);
-        let state = self.state.clone();
-        // Credits bound what the producer sends to what the task's channel
-        // holds, so handing an event over never waits.
-        tokio::spawn(async move {
-            let what = format!("channel {channel_key}");
-            let mut ended = false;
-            loop {
-                match inbound.message().await {
-                    Ok(Some(frame)) => {
-                        let event = match decode_event(frame) {
-                            Ok(event) => event,
-                            Err(reason) => break state.fail(format!("{what}: {reason}")),
-                        };
-                        ended = matches!(event, Event::EndOfPartition);
-                        match input.events.try_send(event) {
-                            Ok(()) => {}
-                            Err(crossbeam_channel::TrySendError::Full(_)) => {
-                                break state.fail(format!("{what}: the producer sent beyond its credit"));
-                            }
-                            // The task ended or failed; its process reports why.
-                            Err(crossbeam_channel::TrySendError::Disconnected(_)) => break,
-                        }
-                    }
-                    Ok(None) if ended => break,
-                    Ok(None) => break state.fail(format!("{what} ended before the end of its partition")),
-                    Err(status) => break state.fail(format!("{what} broke: {}", status.message())),
-                }
-            }
-            // Ends the credit stream, so the producer's side ends too.
-            lock(&input.grants).take();
-        });
+        tokio::spawn(receive_frames(inbound, input, channel_key, self.state.clone()));
         Ok(Response::new(Box::pin(UnboundedReceiverStream::new(grant_rx))))
     }
 
@@ -147,4 +117,41 @@ impl Exchange for Service {
             Err(message) => Err(Status::aborted(message)),
         }
     }
+}
+
+/// Consumer side of one channel: hands the producer's events to the local
+/// task's input. Credits bound what the producer sends to what the task's
+/// channel holds, so handing an event over never waits.
+async fn receive_frames(
+    mut inbound: Streaming<pb::ChannelRequest>,
+    input: RemoteInput,
+    key: ChannelKey,
+    state: Arc<NetState>,
+) {
+    let what = format!("channel {key}");
+    let mut ended = false;
+    loop {
+        match inbound.message().await {
+            Ok(Some(frame)) => {
+                let event = match decode_event(frame) {
+                    Ok(event) => event,
+                    Err(reason) => break state.fail(format!("{what}: {reason}")),
+                };
+                ended = matches!(event, Event::EndOfPartition);
+                match input.events.try_send(event) {
+                    Ok(()) => {}
+                    Err(crossbeam_channel::TrySendError::Full(_)) => {
+                        break state.fail(format!("{what}: the producer sent beyond its credit"));
+                    }
+                    // The task ended or failed; its process reports why.
+                    Err(crossbeam_channel::TrySendError::Disconnected(_)) => break,
+                }
+            }
+            Ok(None) if ended => break,
+            Ok(None) => break state.fail(format!("{what} ended before the end of its partition")),
+            Err(status) => break state.fail(format!("{what} broke: {}", status.message())),
+        }
+    }
+    // Ends the credit stream, so the producer's side ends too.
+    lock(&input.grants).take();
 }

@@ -170,14 +170,14 @@ impl Run<'_> {
     fn on_report(&mut self, report: TaskReport) {
         match &mut self.role {
             Role::Follower(follower) => follower.forward(report),
-            Role::Local | Role::Leader(_) => self.to_driver(report),
+            Role::Local | Role::Leader(_) => self.report_to_driver(report),
         }
     }
 
     fn on_follower(&mut self, process: usize, item: FromFollower) {
         let Role::Leader(leader) = &mut self.role else { return };
         if let Some(report) = leader.on_message(process, item, &mut self.state) {
-            self.to_driver(report);
+            self.report_to_driver(report);
         }
     }
 
@@ -187,7 +187,7 @@ impl Run<'_> {
         }
     }
 
-    fn to_driver(&mut self, report: TaskReport) {
+    fn report_to_driver(&mut self, report: TaskReport) {
         let Some(driver) = &mut self.driver else { return };
         let state = &mut self.state;
         driver.on_report(report, DriverContext { job: self.job, cancel: &state.cancel, failure: &mut state.failure });
@@ -229,7 +229,7 @@ impl Run<'_> {
         // what the last tasks reported may still wait here.
         if self.driver.is_some() {
             while let Ok(report) = self.reports.try_recv() {
-                self.to_driver(report);
+                self.report_to_driver(report);
             }
         }
         let state = &mut self.state;
