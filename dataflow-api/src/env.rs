@@ -12,7 +12,6 @@ use weir_common::checkpoint::CheckpointConfig;
 use weir_common::{JobGraph, MaxParallelism, OperatorKind};
 use weir_state::storage::{CheckpointStorage, LocalDirStorage};
 use weir_worker::checkpoint::CheckpointSettings;
-use weir_worker::control::JobCommand;
 pub use weir_worker::job::RestartStrategy;
 use weir_worker::launch::{EntryError, enter_cluster, exit_for_redeployment};
 use weir_worker::{CancelToken, ExecutorConfig, JobError, LocalExecutor};
@@ -27,6 +26,8 @@ use crate::stream::fan_out_of;
 use crate::{DataStream, Error, FileSource, GeneratorSource, Result};
 pub use weir_state::keyed::StateBackendKind as StateBackend;
 
+pub use crate::job_client::{JobClient, JobExecutionResult};
+
 /// Whether operators see an endless stream or a bounded input as a whole.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum RuntimeMode {
@@ -36,65 +37,6 @@ pub enum RuntimeMode {
     /// Every source is bounded and results are emitted once, at the end of the
     /// input (rolling aggregates emit each key's final value only).
     Batch,
-}
-
-/// What `execute` reports about a finished job.
-#[derive(Clone, Debug)]
-pub struct JobExecutionResult {
-    /// The job's name.
-    pub job_name: String,
-    /// Wall time from start to the end of the last task.
-    pub net_runtime: Duration,
-}
-
-/// A running job: take savepoints, stop or cancel it, wait for its end. A
-/// client dropped without `wait` leaves the job running to its end.
-pub struct JobClient {
-    name: String,
-    commands: crossbeam_channel::Sender<JobCommand>,
-    cancel: CancelToken,
-    thread: Option<std::thread::JoinHandle<Result<JobExecutionResult>>>,
-}
-
-impl JobClient {
-    /// The job's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Takes a savepoint and returns its directory, to start a job from
-    /// (also at another parallelism) with `restore_from_checkpoint`.
-    pub fn trigger_savepoint(&self) -> Result<PathBuf> {
-        self.savepoint(false)
-    }
-
-    /// Takes a savepoint, commits what it covers, and stops the job; `wait`
-    /// then returns successfully.
-    pub fn stop_with_savepoint(&self) -> Result<PathBuf> {
-        self.savepoint(true)
-    }
-
-    fn savepoint(&self, stop: bool) -> Result<PathBuf> {
-        let (reply, answer) = crossbeam_channel::bounded(1);
-        let failed = |message: String| Error::Job(JobError::Checkpointing { job: self.name.clone(), message });
-        self.commands
-            .send(JobCommand::Savepoint { stop, reply })
-            .map_err(|_| failed("the job has ended; no savepoint was taken".into()))?;
-        answer.recv().map_err(|_| failed("the job ended before the savepoint completed".into()))?.map_err(failed)
-    }
-
-    /// Cancels the job; `wait` then reports it cancelled.
-    pub fn cancel(&self) {
-        self.cancel.cancel();
-    }
-
-    /// Waits for the job to end.
-    pub fn wait(mut self) -> Result<JobExecutionResult> {
-        let thread = self.thread.take().ok_or_else(|| Error::InvalidJob("the job was waited for already".into()))?;
-        thread
-            .join()
-            .unwrap_or_else(|_| Err(Error::InvalidJob(format!("job '{}' panicked in the executor", self.name))))
-    }
 }
 
 /// The environment a job is built in and executed by.
@@ -418,7 +360,7 @@ impl StreamEnv {
                 Ok(JobExecutionResult { job_name, net_runtime: started.elapsed() })
             })
             .map_err(|source| Error::Job(JobError::Spawn { task: format!("job {name}"), source }))?;
-        Ok(JobClient { name: name.to_owned(), commands, cancel, thread: Some(thread) })
+        Ok(JobClient::new(name.to_owned(), commands, cancel, thread))
     }
 
     pub(crate) fn add_node(&self, node: Node) -> NodeId {

@@ -23,6 +23,7 @@ pub mod collector;
 pub mod connected;
 pub mod data;
 pub mod env;
+mod job_client;
 pub mod error;
 pub mod graph;
 pub mod keyed;
