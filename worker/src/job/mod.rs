@@ -84,6 +84,15 @@ pub struct LocalExecutor {
     config: ExecutorConfig,
 }
 
+/// What every run of one `execute` works on.
+struct JobInputs<'a> {
+    graph: &'a JobGraph,
+    factories: &'a [Arc<dyn VertexFactory>],
+    /// Cancels the job, whichever run is current.
+    cancel: &'a CancelToken,
+    commands: Option<&'a Receiver<JobCommand>>,
+}
+
 /// How one run of the job ended.
 enum RunOutcome {
     Finished,
@@ -113,23 +122,18 @@ impl LocalExecutor {
             None => weir_state::storage::unique_id(&graph.name),
         };
         let mut job = JobCheckpoints::new(job_id, restore);
-        let outcome = self.run_with_restarts(graph, factories, cancel, &mut job, commands.as_ref());
+        let inputs = JobInputs { graph, factories, cancel, commands: commands.as_ref() };
+        let outcome = self.run_with_restarts(&inputs, &mut job);
         self.clean_up(&outcome, &mut job);
         outcome
     }
 
     /// Runs the job until it finishes, or fails with no restart left.
-    fn run_with_restarts(
-        &self,
-        graph: &JobGraph,
-        factories: &[Arc<dyn VertexFactory>],
-        cancel: &CancelToken,
-        job: &mut JobCheckpoints,
-        commands: Option<&Receiver<JobCommand>>,
-    ) -> Result<(), JobError> {
+    fn run_with_restarts(&self, inputs: &JobInputs<'_>, job: &mut JobCheckpoints) -> Result<(), JobError> {
+        let (graph, cancel) = (inputs.graph, inputs.cancel);
         let mut attempt = 0u32;
         loop {
-            let error = match self.run_once(graph, factories, cancel, job, commands) {
+            let error = match self.run_once(inputs, job) {
                 RunOutcome::Finished => return Ok(()),
                 RunOutcome::Failed(_) if job.stopped => return Ok(()),
                 RunOutcome::Failed(error) => error,

@@ -12,18 +12,18 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
-use weir_common::{JobGraph, TaskKey};
+use weir_common::TaskKey;
 
 use super::follower::Follower;
 use super::leader::Leader;
 use super::plan::{PlanContext, PlannedRun, plan};
 use super::state::RunState;
 use super::tasks::{TaskEnd, spawn_tasks};
-use super::{LocalExecutor, RunOutcome};
+use super::{JobInputs, LocalExecutor, RunOutcome};
 use crate::checkpoint::{CheckpointDriver, DriverContext, JobCheckpoints, TaskLines, TaskReport};
 use crate::control::{FromFollower, FromLeader, JobCommand};
 use crate::exchange::Placement;
-use crate::{CancelToken, JobError, TaskError, VertexFactory};
+use crate::{JobError, TaskError};
 
 /// This process's part in the run.
 enum Role {
@@ -55,14 +55,8 @@ struct Run<'a> {
 
 impl LocalExecutor {
     /// One run of the job, from `job.restore` if set.
-    pub(super) fn run_once(
-        &self,
-        graph: &JobGraph,
-        factories: &[Arc<dyn VertexFactory>],
-        cancel: &CancelToken,
-        job: &mut JobCheckpoints,
-        commands: Option<&Receiver<JobCommand>>,
-    ) -> RunOutcome {
+    pub(super) fn run_once(&self, inputs: &JobInputs<'_>, job: &mut JobCheckpoints) -> RunOutcome {
+        let JobInputs { graph, factories, cancel, commands } = *inputs;
         let mut state = RunState::new(graph, cancel, job.restore_id());
         let role = match connect_role(self.config.placement.as_ref(), &state) {
             Ok(role) => role,
