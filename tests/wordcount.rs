@@ -1,5 +1,6 @@
 //! End-to-end: the `wordcount` example as a real process, on a multi-megabyte
-//! text, at parallelism 1, 2 and 4, against a count made independently here.
+//! text, at parallelism 1, 2 and 4, against a count made independently here;
+//! and its plan as `weir plan` prints it.
 
 use std::collections::HashMap;
 use std::process::{Command, Output};
@@ -128,5 +129,47 @@ fn a_malformed_engine_flag_is_a_usage_error() -> Result<()> {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--parallelism expects a positive integer, got 'many'"), "{stderr}");
+    Ok(())
+}
+
+/// `weir plan BINARY ARGS`: its standard output.
+fn weir_plan(args: &[&str]) -> Result<String> {
+    let output = Command::new(env!("CARGO_BIN_EXE_weir")).arg("plan").args(args).output()?;
+    if !output.status.success() {
+        bail!("weir plan {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(String::from_utf8(output.stdout)?)
+}
+
+#[test]
+fn weir_plan_prints_the_chained_operators_and_the_partitioned_edges() -> Result<()> {
+    let binary = common::example_binary("wordcount")?;
+    let binary = binary.to_str().context("utf-8 path")?;
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("words.txt");
+    std::fs::write(&input, "a few words\n")?;
+    let input = input.to_str().context("utf-8 path")?;
+
+    let text = weir_plan(&[binary, "--parallelism", "3", "--", input])?;
+    let expected = format!(
+        "job wordcount, max parallelism 128\n\
+         vertex v0, parallelism 3\n\
+         \x20   source     Source: File {input}\n\
+         \x20   transform  Split words\n\
+         \x20   transform  Map\n\
+         vertex v1, parallelism 3\n\
+         \x20   keyed      Sum\n\
+         \x20   transform  Map\n\
+         \x20   sink       Sink: Print\n\
+         edge v0 -> v1, HASH\n"
+    );
+    assert_eq!(text, expected);
+
+    let dot = weir_plan(&[binary, "--dot", "--", input, "--parallelism", "2"])?;
+    assert!(dot.starts_with("digraph {\n") && dot.ends_with("}\n"), "{dot}");
+    let source = format!(r#"0 [ label = "v0, parallelism 2\lSource: File {input}\lSplit words\lMap\l" shape = box ]"#);
+    assert!(dot.contains(&source), "{dot}");
+    assert!(dot.contains(r#"1 [ label = "v1, parallelism 2\lSum\lMap\lSink: Print\l" shape = box ]"#), "{dot}");
+    assert!(dot.contains(r#"0 -> 1 [ label = "HASH" ]"#), "{dot}");
     Ok(())
 }

@@ -5,6 +5,10 @@
 //! tasks (`parallelism` tasks per vertex). It carries structure only; the user's
 //! functions stay in the program, which rebuilds the same graph in every process.
 
+use std::fmt;
+
+use petgraph::dot::Dot;
+use petgraph::graph::{DiGraph, NodeIndex};
 use prost::Message as _;
 use weir_proto::v1 as pb;
 
@@ -30,6 +34,18 @@ impl Partitioning {
     }
 }
 
+/// Flink's names for the ship strategies, as its plans show them.
+impl fmt::Display for Partitioning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            Self::Forward => "FORWARD",
+            Self::Rebalance => "REBALANCE",
+            Self::Broadcast => "BROADCAST",
+            Self::Hash => "HASH",
+        })
+    }
+}
+
 /// What an operator does, as far as scheduling and state are concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum OperatorKind {
@@ -41,6 +57,17 @@ pub enum OperatorKind {
     Keyed,
     /// Consumes records; has no output.
     Sink,
+}
+
+impl fmt::Display for OperatorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            Self::Source => "source",
+            Self::Transform => "transform",
+            Self::Keyed => "keyed",
+            Self::Sink => "sink",
+        })
+    }
 }
 
 /// One operator inside a vertex's chain.
@@ -288,6 +315,64 @@ impl JobGraph {
     pub fn fingerprint(&self) -> String {
         fingerprint(&pb::JobGraph::from(self))
     }
+
+    /// The graph for petgraph's algorithms and output: node `i` is
+    /// `vertices[i]`, and every edge carries its partitioning, in
+    /// declaration order. Edges naming a missing vertex (which
+    /// [`JobGraph::validate`] rejects) are left out.
+    pub fn to_petgraph(&self) -> DiGraph<&JobVertex, Partitioning> {
+        let mut graph = DiGraph::with_capacity(self.vertices.len(), self.edges.len());
+        let nodes: Vec<NodeIndex> = self.vertices.iter().map(|vertex| graph.add_node(vertex)).collect();
+        for edge in &self.edges {
+            let (source, target) = (nodes.get(edge.source.0 as usize), nodes.get(edge.target.0 as usize));
+            if let (Some(&source), Some(&target)) = (source, target) {
+                graph.add_edge(source, target, edge.partitioning);
+            }
+        }
+        graph
+    }
+
+    /// The graph in Graphviz DOT: a box per vertex listing its parallelism
+    /// and its chained operators, head first; an arrow per edge, labeled
+    /// with its partitioning.
+    pub fn to_dot(&self) -> String {
+        let graph = self.to_petgraph().map(|_, vertex| VertexLabel(vertex), |_, partitioning| *partitioning);
+        let dot = Dot::with_attr_getters(&graph, &[], &|_, _| String::new(), &|_, _| "shape = box ".to_owned());
+        dot.to_string()
+    }
+}
+
+/// A vertex as its DOT box shows it; [`Dot`] escapes it and left-justifies
+/// its lines.
+struct VertexLabel<'a>(&'a JobVertex);
+
+impl fmt::Display for VertexLabel<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}, parallelism {}", self.0.id, self.0.parallelism)?;
+        self.0.operators.iter().try_for_each(|operator| writeln!(f, "{}", operator.name))
+    }
+}
+
+/// The plan as text: a line per vertex, an indented line per chained
+/// operator (its kind, name and uid), then a line per edge.
+impl fmt::Display for JobGraph {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "job {}, max parallelism {}", self.name, self.max_parallelism.get())?;
+        for vertex in &self.vertices {
+            writeln!(f, "vertex {}, parallelism {}", vertex.id, vertex.parallelism)?;
+            for operator in &vertex.operators {
+                write!(f, "    {:<9}  {}", operator.kind, operator.name)?;
+                match &operator.uid {
+                    Some(uid) => writeln!(f, "  [uid {uid}]")?,
+                    None => writeln!(f)?,
+                }
+            }
+        }
+        for edge in &self.edges {
+            writeln!(f, "edge {} -> {}, {}", edge.source, edge.target, edge.partitioning)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -345,5 +430,46 @@ mod tests {
         graph.edges[0].partitioning = Partitioning::Forward;
         let error = graph.validate().expect_err("must be rejected").to_string();
         assert!(error.contains("forward edge"), "{error}");
+    }
+
+    #[test]
+    fn the_plan_text_lists_vertices_with_their_operators_and_the_edges() {
+        let mut graph = sample();
+        graph.vertices[1].operators[0].uid = None;
+        let expected = "\
+job sample, max parallelism 128
+vertex v0, parallelism 2
+    source     source  [uid source]
+    transform  map  [uid map]
+vertex v1, parallelism 3
+    keyed      sum
+edge v0 -> v1, HASH
+";
+        assert_eq!(graph.to_string(), expected);
+    }
+
+    #[test]
+    fn the_petgraph_graph_has_a_node_per_vertex_and_an_edge_per_edge() {
+        let graph = sample();
+        let petgraph = graph.to_petgraph();
+        assert_eq!(petgraph.node_count(), 2);
+        let edges: Vec<_> = petgraph
+            .raw_edges()
+            .iter()
+            .map(|edge| (petgraph[edge.source()].name.as_str(), petgraph[edge.target()].name.as_str(), edge.weight))
+            .collect();
+        assert_eq!(edges, vec![("source -> map", "sum", Partitioning::Hash)]);
+    }
+
+    #[test]
+    fn the_dot_output_boxes_vertices_and_labels_edges_escaping_names() {
+        let mut graph = sample();
+        graph.vertices[1].operators[0].name = "say \"hi\"".into();
+        let dot = graph.to_dot();
+        assert!(dot.starts_with("digraph {\n"), "{dot}");
+        assert!(dot.contains(r#"0 [ label = "v0, parallelism 2\lsource\lmap\l" shape = box ]"#), "{dot}");
+        assert!(dot.contains(r#"1 [ label = "v1, parallelism 3\lsay \"hi\"\l" shape = box ]"#), "{dot}");
+        assert!(dot.contains(r#"0 -> 1 [ label = "HASH" ]"#), "{dot}");
+        assert!(dot.trim_end().ends_with('}'), "{dot}");
     }
 }

@@ -20,8 +20,10 @@
 //! }
 //! ```
 //!
-//! The cluster commands (`weir coordinator`, `weir worker`, `weir submit`)
-//! arrive with the cluster; this crate will then also hold the `weir` binary.
+//! The package also holds the `weir` binary (`src/bin/weir/`): the cluster's
+//! processes (`weir coordinator`, `weir worker`), the client commands
+//! (`weir submit`, `list`, `status`, `cancel`, `savepoint`), `weir run` on an
+//! embedded cluster and `weir plan`, which prints a job binary's job graph.
 //! It must never be a dependency of the engine's own crates.
 
 pub use weir_api::*;

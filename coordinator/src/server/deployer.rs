@@ -1,0 +1,166 @@
+//! Carrying out the cluster's decisions: the control loop that expires
+//! silent workers and schedules waiting jobs a few times a second, and the
+//! deployments and cancellations of job processes on workers.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weir_proto::v1 as pb;
+use weir_proto::v1::worker_client::WorkerClient;
+
+use super::Shared;
+use crate::cluster::{Command, Job};
+
+/// Detects silent workers and deploys waiting jobs, a few times a second.
+pub(super) async fn control_loop(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let commands = expire_and_schedule(&shared);
+        if commands.is_empty() {
+            continue;
+        }
+        shared.persist();
+        carry_out_all(&shared, commands);
+    }
+}
+
+/// One round of the control loop's decisions.
+fn expire_and_schedule(shared: &Shared) -> Vec<Command> {
+    let mut cluster = shared.cluster();
+    let (lost, mut commands) = cluster.expire_workers(Instant::now(), shared.config.heartbeat_timeout);
+    for worker in lost {
+        tracing::warn!(%worker, "worker lost: no heartbeat within the timeout");
+    }
+    cluster.requeue_restarting();
+    commands.extend(cluster.schedule());
+    commands
+}
+
+/// Carries out `commands` in the background, each on its own.
+pub(super) fn carry_out_all(shared: &Arc<Shared>, commands: Vec<Command>) {
+    for command in commands {
+        tokio::spawn(carry_out(shared.clone(), command));
+    }
+}
+
+/// Deploys a job onto a worker, or stops it there.
+async fn carry_out(shared: Arc<Shared>, command: Command) {
+    match command {
+        Command::Deploy { job, process, worker, attempt } => deploy(shared, job, process, worker, attempt).await,
+        Command::Cancel { job, worker, attempt } => cancel(&shared, job, &worker, attempt).await,
+    }
+}
+
+async fn deploy(shared: Arc<Shared>, job: String, process: u32, worker: String, attempt: u32) {
+    let Some((address, request)) = deploy_request(&shared, &job, process, &worker, attempt) else { return };
+    let deployed = async {
+        let mut client = WorkerClient::connect(address).await.map_err(|error| (true, error.to_string()))?;
+        client.deploy_job(request).await.map_err(|status| (false, status.message().to_owned()))
+    };
+    match deployed.await {
+        Ok(_) => tracing::info!(%job, %worker, attempt, process, "job process deployed"),
+        Err((unreachable, message)) => deployment_failed(shared, &job, attempt, &worker, unreachable, message).await,
+    }
+}
+
+/// The worker's address and what to ask of it, while the worker and the
+/// job are still known.
+fn deploy_request(
+    shared: &Shared,
+    job: &str,
+    process: u32,
+    worker: &str,
+    attempt: u32,
+) -> Option<(String, pb::DeployJobRequest)> {
+    let cluster = shared.cluster();
+    let (address, entry) = (cluster.worker_address(worker)?, cluster.job(job)?);
+    let request = pb::DeployJobRequest {
+        job_id: job.to_owned(),
+        attempt,
+        artifact_sha256: entry.artifact.clone(),
+        args: process_args(&shared.checkpoint_dir(job), entry),
+        graph_hash: entry.graph_hash.clone(),
+        process_index: process,
+    };
+    Some((address.to_owned(), request))
+}
+
+/// The job process's arguments: the engine's checkpoint flags, then the
+/// job's own.
+fn process_args(checkpoint_dir: &Path, job: &Job) -> Vec<String> {
+    let mut args = vec!["--checkpoint-dir".to_owned(), checkpoint_dir.to_string_lossy().into_owned()];
+    // Looked up now, not when the job was requeued: a process the
+    // coordinator lost track of may have checkpointed meanwhile.
+    let latest = latest_checkpoint(checkpoint_dir).map(|path| path.to_string_lossy().into_owned());
+    if let Some(restore) = latest.or_else(|| job.restore_from.clone()) {
+        args.extend(["--from-checkpoint".to_owned(), restore]);
+    }
+    args.extend(job.args.iter().cloned());
+    args
+}
+
+/// A deployment the worker did not take: the cluster decides, and the rest
+/// of the deployment is stopped.
+async fn deployment_failed(
+    shared: Arc<Shared>,
+    job: &str,
+    attempt: u32,
+    worker: &str,
+    unreachable: bool,
+    message: String,
+) {
+    tracing::warn!(%job, %worker, %message, "deployment failed");
+    let message = format!("deployment on {worker} failed: {message}");
+    let cancels = shared.cluster().deploy_failed(job, attempt, worker, unreachable, message);
+    shared.persist();
+    for cancel in cancels {
+        Box::pin(carry_out(shared.clone(), cancel)).await;
+    }
+}
+
+/// Asks `worker` to stop the job's process of deployment `attempt`; a
+/// worker that cannot be reached has lost it anyway.
+async fn cancel(shared: &Shared, job: String, worker: &str, attempt: u32) {
+    let address = shared.cluster().worker_address(worker).map(str::to_owned);
+    if let Some(address) = address
+        && let Ok(mut client) = WorkerClient::connect(address).await
+    {
+        let _ = client.cancel_job_process(pb::CancelJobProcessRequest { job_id: job, attempt }).await;
+    }
+}
+
+/// The newest completed checkpoint (`chk-<n>` holding `_metadata`) below `dir`.
+pub fn latest_checkpoint(dir: &Path) -> Option<PathBuf> {
+    let mut newest: Option<(u64, PathBuf)> = None;
+    for run in std::fs::read_dir(dir).ok()?.flatten() {
+        for checkpoint in std::fs::read_dir(run.path()).into_iter().flatten().flatten() {
+            let name = checkpoint.file_name().to_string_lossy().into_owned();
+            let Some(number) = name.strip_prefix("chk-").and_then(|n| n.parse::<u64>().ok()) else { continue };
+            if checkpoint.path().join("_metadata").exists() && newest.as_ref().is_none_or(|(best, _)| number > *best) {
+                newest = Some((number, checkpoint.path()));
+            }
+        }
+    }
+    newest.map(|(_, path)| path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::latest_checkpoint;
+
+    #[test]
+    fn the_latest_checkpoint_is_the_highest_completed_one_of_any_run() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (run, checkpoint, complete) in [("run-a", 3, true), ("run-b", 7, true), ("run-b", 9, false)] {
+            let path = dir.path().join(run).join(format!("chk-{checkpoint}"));
+            std::fs::create_dir_all(&path).expect("dir");
+            if complete {
+                std::fs::write(path.join("_metadata"), b"metadata").expect("file");
+            }
+        }
+        assert_eq!(latest_checkpoint(dir.path()), Some(dir.path().join("run-b").join("chk-7")));
+        assert_eq!(latest_checkpoint(&dir.path().join("missing")), None);
+    }
+}
