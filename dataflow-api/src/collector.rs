@@ -3,7 +3,7 @@
 use weir_worker::TaskError;
 
 use crate::OutputTag;
-use crate::push::{Push, SideOutputs};
+use crate::push::TypedOutputs;
 use crate::time::CurrentTimestamp;
 
 /// Emits results downstream, with the timestamp the operator gives them, and
@@ -13,8 +13,7 @@ use crate::time::CurrentTimestamp;
 /// failure is kept and reported when the user function returns; later
 /// results of that call are dropped because the task is stopping anyway.
 pub struct Collector<'a, Out> {
-    next: &'a mut dyn Push<Out>,
-    sides: &'a mut SideOutputs,
+    outputs: &'a mut TypedOutputs<Out>,
     timestamp: &'a CurrentTimestamp,
     /// The timestamp results get.
     result_timestamp: i64,
@@ -23,18 +22,17 @@ pub struct Collector<'a, Out> {
 
 impl<'a, Out> Collector<'a, Out> {
     pub(crate) fn new(
-        next: &'a mut dyn Push<Out>,
-        sides: &'a mut SideOutputs,
+        outputs: &'a mut TypedOutputs<Out>,
         timestamp: &'a CurrentTimestamp,
         result_timestamp: i64,
     ) -> Self {
-        Self { next, sides, timestamp, result_timestamp, error: None }
+        Self { outputs, timestamp, result_timestamp, error: None }
     }
 
     /// Emits one result downstream.
     pub fn collect(&mut self, record: Out) {
         if self.error.is_none() {
-            let next = &mut self.next;
+            let next = &mut self.outputs.main;
             if let Err(error) = self.timestamp.scoped(self.result_timestamp, || next.push(record)) {
                 self.error = Some(error);
             }
@@ -44,7 +42,7 @@ impl<'a, Out> Collector<'a, Out> {
     /// Emits one result downstream with the event-time timestamp `timestamp`.
     pub fn collect_at(&mut self, record: Out, timestamp: i64) {
         if self.error.is_none() {
-            let next = &mut self.next;
+            let next = &mut self.outputs.main;
             if let Err(error) = self.timestamp.scoped(timestamp, || next.push(record)) {
                 self.error = Some(error);
             }
@@ -54,7 +52,7 @@ impl<'a, Out> Collector<'a, Out> {
     /// Emits one record to the side output `tag`.
     pub fn output<S: 'static>(&mut self, tag: &OutputTag<S>, record: S) {
         if self.error.is_none() {
-            let sides = &mut self.sides;
+            let sides = &mut self.outputs.sides;
             if let Err(error) = self.timestamp.scoped(self.result_timestamp, || sides.emit(tag, record)) {
                 self.error = Some(error);
             }

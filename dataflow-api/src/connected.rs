@@ -26,7 +26,7 @@ use crate::{Collector, Data, DataStream, KeyedStream};
 
 /// A stream of either input's records.
 type Tagged<A, B> = DataStream<Either<A, B>>;
-/// A join function.
+/// What a join makes of a pair of matching records.
 type JoinFn<A, B, Out> = Arc<dyn Fn(&A, &B) -> Out + Send + Sync>;
 
 /// A record of the first (`Left`) or the second (`Right`) input.
@@ -189,8 +189,8 @@ impl<A: Data, B: Data, K: Key> KeyedConnectedStreams<A, B, K> {
         let key = self.key.clone();
         let inputs = vec![self.keyed_edge(&self.left), self.keyed_edge(&self.right)];
         let build = move |context: &crate::operators::OperatorContext, outputs: crate::push::Outputs| {
-            let (next, sides) = outputs.split::<Out>()?;
-            let operator = KeyedProcess::new(context.clone(), key.clone(), function.clone(), next, sides)?;
+            let outputs = outputs.into_typed_with_sides::<Out>()?;
+            let operator = KeyedProcess::new(context.clone(), key.clone(), function.clone(), outputs)?;
             Ok(ErasedPush::new::<Either<A, B>>(Box::new(operator)))
         };
         let env = self.left.env.clone();

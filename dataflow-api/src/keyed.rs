@@ -92,8 +92,8 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
     {
         let key = self.key.clone();
         self.stream.transform::<Out>("KeyedProcess", OperatorKind::Keyed, vec![self.edge()], move |context, outputs| {
-            let (next, sides) = outputs.split::<Out>()?;
-            let operator = KeyedProcess::new(context.clone(), key.clone(), function.clone(), next, sides)?;
+            let outputs = outputs.into_typed_with_sides::<Out>()?;
+            let operator = KeyedProcess::new(context.clone(), key.clone(), function.clone(), outputs)?;
             Ok(ErasedPush::new::<T>(Box::new(operator)))
         })
     }

@@ -5,14 +5,13 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use weir_common::CheckpointId;
 use weir_common::{KeyGroup, Partitioning};
 use weir_worker::blame::BlameGuard;
 use weir_worker::{Barrier, Batch, EdgeOutput, NO_TIMESTAMP, TaskError, Watermark};
 
 use crate::checkpointing::ChainSnapshot;
 use crate::operators::OperatorContext;
-use crate::push::{ErasedPush, Push};
+use crate::push::{ChainLink, ErasedPush, Push};
 use crate::time::CurrentTimestamp;
 use crate::{Data, data::Key};
 
@@ -45,8 +44,8 @@ impl<T: Data> WriterFactory for PlainWriters<T> {
             Partitioning::Forward => ErasedPush::new::<T>(Box::new(ForwardWriter { buffers })),
             Partitioning::Broadcast => ErasedPush::new::<T>(Box::new(BroadcastWriter { buffers })),
             Partitioning::Rebalance => {
-                let next = context.subtask.index % buffers.len();
-                ErasedPush::new::<T>(Box::new(RebalanceWriter { buffers, next }))
+                let next_channel = context.subtask.index % buffers.len();
+                ErasedPush::new::<T>(Box::new(RebalanceWriter { buffers, next_channel }))
             }
             Partitioning::Hash => {
                 return Err(TaskError::Operator {
@@ -148,6 +147,14 @@ impl<T: Data> ChannelBuffers<T> {
         }
         records.into_iter().try_for_each(|record| self.add(channel, record))
     }
+}
+
+/// The end of a chain: what follows is in other tasks, reached through the
+/// edge's channels.
+impl<T: Data> ChainLink for ChannelBuffers<T> {
+    fn next(&mut self) -> Option<&mut dyn ChainLink> {
+        None
+    }
 
     fn flush(&mut self) -> Result<(), TaskError> {
         for (channel, buffer) in self.buffers.iter_mut().enumerate() {
@@ -159,13 +166,6 @@ impl<T: Data> ChannelBuffers<T> {
         Ok(())
     }
 
-    /// Sends what is buffered, then the barrier, on every channel: the
-    /// records before the barrier belong to its checkpoint.
-    fn barrier(&mut self, barrier: Barrier) -> Result<(), TaskError> {
-        self.flush()?;
-        self.output.barrier(barrier)
-    }
-
     /// Sends what is buffered, then the watermark, on every channel: records
     /// before a watermark must not arrive after it.
     fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
@@ -173,6 +173,14 @@ impl<T: Data> ChannelBuffers<T> {
         self.output.watermark(mark)
     }
 
+    /// Sends what is buffered, then the barrier, on every channel: the
+    /// records before the barrier belong to its checkpoint.
+    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
+        self.flush()?;
+        self.output.barrier(Barrier { id: chain.id(), savepoint: chain.target.savepoint })
+    }
+
+    /// Sends what is buffered, then the end of the partition, on every channel.
     fn finish(&mut self) -> Result<(), TaskError> {
         self.flush()?;
         self.output.end_of_partition()
@@ -192,59 +200,33 @@ impl<T: Data> Push<T> for ForwardWriter<T> {
     fn push_batch(&mut self, records: Vec<T>) -> Result<(), TaskError> {
         self.buffers.add_batch(0, records)
     }
+}
 
-    fn flush(&mut self) -> Result<(), TaskError> {
-        self.buffers.flush()
-    }
-
-    fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
-        self.buffers.watermark(mark)
-    }
-
-    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
-        self.buffers.barrier(Barrier { id: chain.id(), savepoint: chain.target.savepoint })
-    }
-
-    fn checkpoint_complete(&mut self, _id: CheckpointId) -> Result<(), TaskError> {
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<(), TaskError> {
-        self.buffers.finish()
+impl<T: Data> ChainLink for ForwardWriter<T> {
+    fn next(&mut self) -> Option<&mut dyn ChainLink> {
+        Some(&mut self.buffers)
     }
 }
 
 struct RebalanceWriter<T> {
     buffers: ChannelBuffers<T>,
-    next: usize,
+    /// Where the next record goes; each instance starts at its own index, so
+    /// the first records of all instances do not land on one channel.
+    next_channel: usize,
 }
 
 impl<T: Data> Push<T> for RebalanceWriter<T> {
     #[inline]
     fn push(&mut self, record: T) -> Result<(), TaskError> {
-        let channel = self.next;
-        self.next = if channel + 1 == self.buffers.len() { 0 } else { channel + 1 };
+        let channel = self.next_channel;
+        self.next_channel = if channel + 1 == self.buffers.len() { 0 } else { channel + 1 };
         self.buffers.add(channel, record)
     }
+}
 
-    fn flush(&mut self) -> Result<(), TaskError> {
-        self.buffers.flush()
-    }
-
-    fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
-        self.buffers.watermark(mark)
-    }
-
-    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
-        self.buffers.barrier(Barrier { id: chain.id(), savepoint: chain.target.savepoint })
-    }
-
-    fn checkpoint_complete(&mut self, _id: CheckpointId) -> Result<(), TaskError> {
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<(), TaskError> {
-        self.buffers.finish()
+impl<T: Data> ChainLink for RebalanceWriter<T> {
+    fn next(&mut self) -> Option<&mut dyn ChainLink> {
+        Some(&mut self.buffers)
     }
 }
 
@@ -260,25 +242,11 @@ impl<T: Data> Push<T> for BroadcastWriter<T> {
         }
         self.buffers.add(last, record)
     }
+}
 
-    fn flush(&mut self) -> Result<(), TaskError> {
-        self.buffers.flush()
-    }
-
-    fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
-        self.buffers.watermark(mark)
-    }
-
-    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
-        self.buffers.barrier(Barrier { id: chain.id(), savepoint: chain.target.savepoint })
-    }
-
-    fn checkpoint_complete(&mut self, _id: CheckpointId) -> Result<(), TaskError> {
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<(), TaskError> {
-        self.buffers.finish()
+impl<T: Data> ChainLink for BroadcastWriter<T> {
+    fn next(&mut self) -> Option<&mut dyn ChainLink> {
+        Some(&mut self.buffers)
     }
 }
 
@@ -305,24 +273,10 @@ impl<T: Data, K: Key> Push<T> for HashWriter<T, K> {
         let channel = self.channel_of_group[usize::from(group.0)];
         self.buffers.add(channel, record)
     }
+}
 
-    fn flush(&mut self) -> Result<(), TaskError> {
-        self.buffers.flush()
-    }
-
-    fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
-        self.buffers.watermark(mark)
-    }
-
-    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
-        self.buffers.barrier(Barrier { id: chain.id(), savepoint: chain.target.savepoint })
-    }
-
-    fn checkpoint_complete(&mut self, _id: CheckpointId) -> Result<(), TaskError> {
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<(), TaskError> {
-        self.buffers.finish()
+impl<T: Data, K: Key> ChainLink for HashWriter<T, K> {
+    fn next(&mut self) -> Option<&mut dyn ChainLink> {
+        Some(&mut self.buffers)
     }
 }

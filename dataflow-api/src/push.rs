@@ -3,10 +3,31 @@
 //! writer that ends the chain.
 //!
 //! A record's event-time timestamp does not travel as an argument: it sits in
-//! the task's [`CurrentTimestamp`](crate::time::CurrentTimestamp) while the
-//! record is pushed down the chain, so operators that ignore time pay nothing
-//! for it. Watermarks travel the same path as records, through
-//! [`Push::watermark`], and every operator must pass them on.
+//! the task's [`CurrentTimestamp`] while the record is pushed down the chain,
+//! so operators that ignore time pay nothing for it.
+//!
+//! Everything else that travels a chain — flushes, watermarks, checkpoint
+//! barriers, checkpoint completions, the end of input — is a call of
+//! [`ChainLink`], the part of [`Push`] that does not depend on the record
+//! type. Its defaults pass each call on to the link's [`next`](ChainLink::next),
+//! so an operator implements only what it changes, as Arroyo's operators do.
+//! The contract:
+//!
+//! - An operator that acts on a call (fires timers on a watermark, adds its
+//!   state to a checkpoint, emits final results at the end) overrides it, does
+//!   its work first and then passes the call on with [`pass_on`]. So what it
+//!   emits reaches the next operator before the watermark or end that released
+//!   it, and its state is in the snapshot before the barrier moves on.
+//! - An operator may withhold a call (the timestamp assigner drops upstream
+//!   watermarks), but only on purpose: forgetting to pass the end of input on
+//!   leaves the tasks downstream waiting forever.
+//! - The end of a chain (sinks, writers to other tasks, `Discard`) has no
+//!   next link; the defaults then do nothing. Fan-outs (`Tee`, an operator's
+//!   main and side outputs) have several, so they have no single `next` and
+//!   override every call to pass it to each in turn.
+//!
+//! Records themselves stay on [`Push::push`]: one dynamic call per record per
+//! operator, with no lifecycle work on that path.
 
 use std::any::Any;
 
@@ -17,36 +38,65 @@ use weir_worker::{NO_TIMESTAMP, TaskError, Watermark};
 use crate::checkpointing::ChainSnapshot;
 use crate::time::CurrentTimestamp;
 
+/// One link of a chain as the calls that are not records see it.
+pub trait ChainLink: Send {
+    /// The link this one hands its output to, which the defaults below pass
+    /// every call on to. `None` at the end of a chain (sinks, writers to other
+    /// tasks), where the defaults do nothing, and in fan-outs, which override
+    /// every call to pass it to each of their targets.
+    fn next(&mut self) -> Option<&mut dyn ChainLink>;
+
+    /// Sends records buffered for other tasks, or written to sinks, on their
+    /// way. The task calls it at least once per flush interval, which makes
+    /// it also the moment to look at the wall clock (processing-time timers,
+    /// periodic watermarks, idleness).
+    fn flush(&mut self) -> Result<(), TaskError> {
+        pass_on(self, |next| next.flush())
+    }
+
+    /// Event time advanced (or the input went idle): fire what is due, then
+    /// pass the watermark on.
+    fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
+        pass_on(self, |next| next.watermark(mark))
+    }
+
+    /// A checkpoint barrier: add this operator's state to `chain`, then pass
+    /// the barrier on (writers send it to other tasks).
+    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
+        pass_on(self, |next| next.checkpoint(chain))
+    }
+
+    /// Checkpoint `id` completed: commit what it covers, then pass it on.
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError> {
+        pass_on(self, |next| next.checkpoint_complete(id))
+    }
+
+    /// The input has ended: emit final results, then finish everything downstream.
+    fn finish(&mut self) -> Result<(), TaskError> {
+        pass_on(self, |next| next.finish())
+    }
+}
+
+/// Makes `call` on the next link of `link`, if it has one: what every default
+/// of [`ChainLink`] does, and what an override calls once its own work is done.
+pub fn pass_on<L: ChainLink + ?Sized>(
+    link: &mut L,
+    call: impl FnOnce(&mut dyn ChainLink) -> Result<(), TaskError>,
+) -> Result<(), TaskError> {
+    link.next().map_or(Ok(()), call)
+}
+
 /// A consumer of records of type `T`: the next operator of a chain, a sink, or
 /// a writer to other tasks.
-pub trait Push<T>: Send {
-    /// Consumes one record.
+pub trait Push<T>: ChainLink {
+    /// Consumes one record; its event-time timestamp, if it has one, is in
+    /// the task's [`CurrentTimestamp`] meanwhile.
     fn push(&mut self, record: T) -> Result<(), TaskError>;
 
     /// Consumes a batch; operators may override it for per-batch work.
     fn push_batch(&mut self, records: Vec<T>) -> Result<(), TaskError> {
         records.into_iter().try_for_each(|record| self.push(record))
     }
-
-    /// Sends records buffered for other tasks, or written to sinks, on their
-    /// way. The task calls it at least once per flush interval, which makes
-    /// it also the moment to look at the wall clock (processing-time timers,
-    /// periodic watermarks, idleness).
-    fn flush(&mut self) -> Result<(), TaskError>;
-
-    /// Event time advanced (or the input went idle): fire what is due, then
-    /// pass the watermark on.
-    fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError>;
-
-    /// A checkpoint barrier: add this operator's state to `chain`, then pass
-    /// the barrier on (writers send it to other tasks).
-    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError>;
-
-    /// Checkpoint `id` completed: commit what it covers, then pass it on.
-    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError>;
-
-    /// The input has ended: emit final results, then finish everything downstream.
-    fn finish(&mut self) -> Result<(), TaskError>;
 }
 
 /// A `Box<dyn Push<T>>` whose `T` is known only to the code that built it.
@@ -86,6 +136,13 @@ impl<T: Clone + Send> Push<T> for Tee<T> {
         }
         last.push(record)
     }
+}
+
+impl<T: Send> ChainLink for Tee<T> {
+    /// A fan-out: the calls below go to every target.
+    fn next(&mut self) -> Option<&mut dyn ChainLink> {
+        None
+    }
 
     fn flush(&mut self) -> Result<(), TaskError> {
         self.targets.iter_mut().try_for_each(|target| target.flush())
@@ -123,25 +180,11 @@ impl<T> Push<T> for Discard {
         drop(records);
         Ok(())
     }
+}
 
-    fn flush(&mut self) -> Result<(), TaskError> {
-        Ok(())
-    }
-
-    fn watermark(&mut self, _mark: Watermark) -> Result<(), TaskError> {
-        Ok(())
-    }
-
-    fn checkpoint(&mut self, _chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
-        Ok(())
-    }
-
-    fn checkpoint_complete(&mut self, _id: CheckpointId) -> Result<(), TaskError> {
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<(), TaskError> {
-        Ok(())
+impl ChainLink for Discard {
+    fn next(&mut self) -> Option<&mut dyn ChainLink> {
+        None
     }
 }
 
@@ -218,51 +261,34 @@ impl Outputs {
         if self.sides.is_empty() {
             return Ok(main);
         }
-        Ok(Box::new(WithSides { main, sides: self.sides }))
+        Ok(Box::new(TypedOutputs { main, sides: self.sides }))
     }
 
-    /// The main output and the side outputs, for operators that write to both.
-    pub fn split<T: 'static>(self) -> Result<(Box<dyn Push<T>>, SideOutputs), TaskError> {
-        Ok((self.main.into_typed::<T>()?, self.sides))
+    /// The main output, typed, and the side outputs, for operators that write
+    /// to both.
+    pub fn into_typed_with_sides<T: 'static>(self) -> Result<TypedOutputs<T>, TaskError> {
+        Ok(TypedOutputs { main: self.main.into_typed::<T>()?, sides: self.sides })
     }
 }
 
 /// A side output's consumer with its record type erased.
-pub(crate) trait SidePush: Send {
+pub(crate) trait SidePush: ChainLink {
+    /// The typed [`SideSlot`] behind it, for [`SideOutputs::emit`] to downcast.
     fn as_any(&mut self) -> &mut dyn Any;
-    fn flush(&mut self) -> Result<(), TaskError>;
-    fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError>;
-    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError>;
-    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError>;
-    fn finish(&mut self) -> Result<(), TaskError>;
 }
 
 /// The typed consumer behind a [`SidePush`].
 pub(crate) struct SideSlot<S>(pub(crate) Box<dyn Push<S>>);
 
+impl<S: 'static> ChainLink for SideSlot<S> {
+    fn next(&mut self) -> Option<&mut dyn ChainLink> {
+        Some(self.0.as_mut())
+    }
+}
+
 impl<S: 'static> SidePush for SideSlot<S> {
     fn as_any(&mut self) -> &mut dyn Any {
         self
-    }
-
-    fn flush(&mut self) -> Result<(), TaskError> {
-        self.0.flush()
-    }
-
-    fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
-        self.0.watermark(mark)
-    }
-
-    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
-        self.0.checkpoint(chain)
-    }
-
-    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError> {
-        self.0.checkpoint_complete(id)
-    }
-
-    fn finish(&mut self) -> Result<(), TaskError> {
-        self.0.finish()
     }
 }
 
@@ -298,46 +324,59 @@ impl SideOutputs {
             }),
         }
     }
+}
 
-    /// Passes a flush on to every side output.
-    pub fn flush(&mut self) -> Result<(), TaskError> {
+impl ChainLink for SideOutputs {
+    /// A fan-out: the calls below go to every side output.
+    fn next(&mut self) -> Option<&mut dyn ChainLink> {
+        None
+    }
+
+    fn flush(&mut self) -> Result<(), TaskError> {
         self.slots.iter_mut().try_for_each(|(_, slot)| slot.flush())
     }
 
-    /// Passes a watermark on to every side output.
-    pub fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
+    fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
         self.slots.iter_mut().try_for_each(|(_, slot)| slot.watermark(mark))
     }
 
-    /// Passes a checkpoint barrier on to every side output.
-    pub fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
+    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
         self.slots.iter_mut().try_for_each(|(_, slot)| slot.checkpoint(chain))
     }
 
-    /// Passes a checkpoint's completion on to every side output.
-    pub fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError> {
+    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError> {
         self.slots.iter_mut().try_for_each(|(_, slot)| slot.checkpoint_complete(id))
     }
 
-    /// Ends every side output.
-    pub fn finish(&mut self) -> Result<(), TaskError> {
+    fn finish(&mut self) -> Result<(), TaskError> {
         self.slots.iter_mut().try_for_each(|(_, slot)| slot.finish())
     }
 }
 
-/// A main output that carries the lifecycle of unused side outputs along.
-struct WithSides<T> {
-    main: Box<dyn Push<T>>,
-    sides: SideOutputs,
+/// An operator's outputs with the main one typed: what operators that write
+/// side outputs hold (through a [`Collector`](crate::Collector)), and the
+/// main output of the others when side outputs are consumed, which must
+/// still see their flushes, watermarks and end.
+pub struct TypedOutputs<T> {
+    pub(crate) main: Box<dyn Push<T>>,
+    pub(crate) sides: SideOutputs,
 }
 
-impl<T> Push<T> for WithSides<T> {
+impl<T> Push<T> for TypedOutputs<T> {
     fn push(&mut self, record: T) -> Result<(), TaskError> {
         self.main.push(record)
     }
 
     fn push_batch(&mut self, records: Vec<T>) -> Result<(), TaskError> {
         self.main.push_batch(records)
+    }
+}
+
+impl<T> ChainLink for TypedOutputs<T> {
+    /// A fan-out: the calls below go to the main output, then to the side
+    /// outputs.
+    fn next(&mut self) -> Option<&mut dyn ChainLink> {
+        None
     }
 
     fn flush(&mut self) -> Result<(), TaskError> {

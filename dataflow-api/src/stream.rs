@@ -146,11 +146,11 @@ impl<T: Data> DataStream<T> {
         F: FnMut(T, &mut ProcessContext<'_, U>) + Clone + Send + Sync + 'static,
     {
         self.transform::<U>("Process", OperatorKind::Transform, vec![self.edge()], move |context, next| {
-            let (next, sides) = next.split::<U>()?;
+            let outputs = next.into_typed_with_sides::<U>()?;
             let function = function.clone();
             let name = context.operator_name.clone();
             let (subtask, timestamp) = (context.subtask, context.timestamp.clone());
-            Ok(ErasedPush::new::<T>(Box::new(Process { name, subtask, function, timestamp, next, sides })))
+            Ok(ErasedPush::new::<T>(Box::new(Process { name, subtask, function, timestamp, outputs })))
         })
     }
 
@@ -346,13 +346,14 @@ impl<T: Data> DataStream<T> {
 }
 
 impl DataStreamSink {
-    /// Sets the stable id of the sink.
+    /// Sets the sink's stable id, which its state (the exactly-once file
+    /// sink's pending files) is matched against across runs.
     pub fn uid(self, uid: impl Into<String>) -> Self {
         self.env.update_node(self.node, self.generation, |node| node.uid = Some(uid.into()));
         self
     }
 
-    /// Sets the sink's name.
+    /// Sets the sink's name, shown in logs and errors.
     pub fn name(self, name: impl Into<String>) -> Self {
         self.env.update_node(self.node, self.generation, |node| node.name = name.into());
         self

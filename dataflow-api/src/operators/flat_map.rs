@@ -2,12 +2,10 @@
 
 use std::sync::Arc;
 
-use weir_common::CheckpointId;
+use weir_worker::TaskError;
 use weir_worker::blame::BlameGuard;
-use weir_worker::{TaskError, Watermark};
 
-use crate::checkpointing::ChainSnapshot;
-use crate::push::Push;
+use crate::push::{ChainLink, Push};
 
 /// Pushes every item of the iterator the function returns.
 pub(crate) struct FlatMap<F, Out> {
@@ -32,24 +30,10 @@ where
         guard.disarm();
         Ok(())
     }
+}
 
-    fn flush(&mut self) -> Result<(), TaskError> {
-        self.next.flush()
-    }
-
-    fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
-        self.next.watermark(mark)
-    }
-
-    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
-        self.next.checkpoint(chain)
-    }
-
-    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError> {
-        self.next.checkpoint_complete(id)
-    }
-
-    fn finish(&mut self) -> Result<(), TaskError> {
-        self.next.finish()
+impl<F: Send, Out> ChainLink for FlatMap<F, Out> {
+    fn next(&mut self) -> Option<&mut dyn ChainLink> {
+        Some(self.next.as_mut())
     }
 }

@@ -21,7 +21,7 @@ use crate::data::Key;
 use crate::operators::OperatorContext;
 use crate::operators::window::now_millis;
 use crate::partition::KeySelector;
-use crate::push::{Push, SideOutputs};
+use crate::push::{ChainLink, Push, TypedOutputs, pass_on};
 
 /// What a process function may fail with: any error; the job fails with it.
 pub type ProcessError = Box<dyn std::error::Error + Send + Sync>;
@@ -133,8 +133,7 @@ pub(crate) struct KeyedProcess<F, K, In, Out> {
     timers: TimerService<()>,
     watermark: i64,
     checkpoints: KeyedCheckpoints,
-    next: Box<dyn Push<Out>>,
-    sides: SideOutputs,
+    outputs: TypedOutputs<Out>,
 }
 
 impl<F, K, In, Out> KeyedProcess<F, K, In, Out>
@@ -148,8 +147,7 @@ where
         context: OperatorContext,
         key: KeySelector<In, K>,
         mut function: F,
-        next: Box<dyn Push<Out>>,
-        sides: SideOutputs,
+        outputs: TypedOutputs<Out>,
     ) -> Result<Self, TaskError> {
         let mut state = context.keyed_state_backend::<K>()?;
         let failed = |error: StateError| context.error(format!("cannot set up its state: {error}"));
@@ -166,8 +164,7 @@ where
             timers,
             watermark: i64::MIN,
             checkpoints: KeyedCheckpoints::default(),
-            next,
-            sides,
+            outputs,
         })
     }
 
@@ -183,12 +180,7 @@ where
         domain: Option<TimeDomain>,
         call: impl FnOnce(&mut F, &mut KeyedContext<'_, K, Out>) -> Result<(), ProcessError>,
     ) -> Result<(), TaskError> {
-        let out = Collector::new(
-            self.next.as_mut(),
-            &mut self.sides,
-            &self.context.timestamp,
-            timestamp.unwrap_or(NO_TIMESTAMP),
-        );
+        let out = Collector::new(&mut self.outputs, &self.context.timestamp, timestamp.unwrap_or(NO_TIMESTAMP));
         let mut ctx = KeyedContext {
             key,
             state: &mut self.state,
@@ -238,11 +230,22 @@ where
         let timestamp = self.context.timestamp.timestamp();
         self.call(&key, timestamp, None, |function, ctx| function.process_element(record, ctx))
     }
+}
+
+impl<F, K, In, Out> ChainLink for KeyedProcess<F, K, In, Out>
+where
+    F: KeyedProcessFunction<K, In, Out>,
+    K: Key,
+    In: Data,
+    Out: Data,
+{
+    fn next(&mut self) -> Option<&mut dyn ChainLink> {
+        Some(&mut self.outputs)
+    }
 
     fn flush(&mut self) -> Result<(), TaskError> {
         self.fire_timers(TimeDomain::ProcessingTime, now_millis())?;
-        self.next.flush()?;
-        self.sides.flush()
+        pass_on(self, |next| next.flush())
     }
 
     fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
@@ -250,26 +253,22 @@ where
             self.watermark = self.watermark.max(time);
             self.fire_timers(TimeDomain::EventTime, time)?;
         }
-        self.next.watermark(mark)?;
-        self.sides.watermark(mark)
+        pass_on(self, |next| next.watermark(mark))
     }
 
     fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
         self.checkpoints.snapshot(&mut self.state, &self.context, chain)?;
-        self.next.checkpoint(chain)?;
-        self.sides.checkpoint(chain)
+        pass_on(self, |next| next.checkpoint(chain))
     }
 
     fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError> {
         self.checkpoints.complete(&mut self.state, id);
-        self.next.checkpoint_complete(id)?;
-        self.sides.checkpoint_complete(id)
+        pass_on(self, |next| next.checkpoint_complete(id))
     }
 
     fn finish(&mut self) -> Result<(), TaskError> {
         self.watermark = i64::MAX;
         self.fire_timers(TimeDomain::EventTime, i64::MAX)?;
-        self.next.finish()?;
-        self.sides.finish()
+        pass_on(self, |next| next.finish())
     }
 }

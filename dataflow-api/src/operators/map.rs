@@ -2,12 +2,10 @@
 
 use std::sync::Arc;
 
-use weir_common::CheckpointId;
+use weir_worker::TaskError;
 use weir_worker::blame::BlameGuard;
-use weir_worker::{TaskError, Watermark};
 
-use crate::checkpointing::ChainSnapshot;
-use crate::push::Push;
+use crate::push::{ChainLink, Push};
 
 /// Applies a function to every record.
 pub(crate) struct Map<F, Out> {
@@ -27,25 +25,11 @@ where
         guard.disarm();
         self.next.push(output)
     }
+}
 
-    fn flush(&mut self) -> Result<(), TaskError> {
-        self.next.flush()
-    }
-
-    fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
-        self.next.watermark(mark)
-    }
-
-    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
-        self.next.checkpoint(chain)
-    }
-
-    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError> {
-        self.next.checkpoint_complete(id)
-    }
-
-    fn finish(&mut self) -> Result<(), TaskError> {
-        self.next.finish()
+impl<F: Send, Out> ChainLink for Map<F, Out> {
+    fn next(&mut self) -> Option<&mut dyn ChainLink> {
+        Some(self.next.as_mut())
     }
 }
 
@@ -72,24 +56,10 @@ where
             Err(error) => Err(TaskError::Operator { operator: self.name.to_string(), message: error.to_string() }),
         }
     }
+}
 
-    fn flush(&mut self) -> Result<(), TaskError> {
-        self.next.flush()
-    }
-
-    fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
-        self.next.watermark(mark)
-    }
-
-    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
-        self.next.checkpoint(chain)
-    }
-
-    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError> {
-        self.next.checkpoint_complete(id)
-    }
-
-    fn finish(&mut self) -> Result<(), TaskError> {
-        self.next.finish()
+impl<F: Send, Out> ChainLink for TryMap<F, Out> {
+    fn next(&mut self) -> Option<&mut dyn ChainLink> {
+        Some(self.next.as_mut())
     }
 }

@@ -3,14 +3,13 @@
 
 use std::sync::Arc;
 
-use weir_common::{CheckpointId, SubtaskIndex};
+use weir_common::SubtaskIndex;
+use weir_worker::TaskError;
 use weir_worker::blame::BlameGuard;
-use weir_worker::{TaskError, Watermark};
 
 use crate::OutputTag;
-use crate::checkpointing::ChainSnapshot;
 use crate::collector::Collector;
-use crate::push::{Push, SideOutputs};
+use crate::push::{ChainLink, Push, TypedOutputs};
 use crate::time::CurrentTimestamp;
 
 /// Where a process function emits its results; results keep the timestamp of
@@ -53,8 +52,7 @@ pub(crate) struct Process<F, Out> {
     pub(crate) subtask: SubtaskIndex,
     pub(crate) function: F,
     pub(crate) timestamp: CurrentTimestamp,
-    pub(crate) next: Box<dyn Push<Out>>,
-    pub(crate) sides: SideOutputs,
+    pub(crate) outputs: TypedOutputs<Out>,
 }
 
 impl<In, Out, F> Push<In> for Process<F, Out>
@@ -63,36 +61,17 @@ where
 {
     fn push(&mut self, record: In) -> Result<(), TaskError> {
         let timestamp = self.timestamp.get();
-        let out = Collector::new(self.next.as_mut(), &mut self.sides, &self.timestamp, timestamp);
+        let out = Collector::new(&mut self.outputs, &self.timestamp, timestamp);
         let mut context = ProcessContext { out, subtask: self.subtask, timestamp: self.timestamp.timestamp() };
         let guard = BlameGuard::new(&self.name);
         (self.function)(record, &mut context);
         guard.disarm();
         context.out.into_result()
     }
+}
 
-    fn flush(&mut self) -> Result<(), TaskError> {
-        self.next.flush()?;
-        self.sides.flush()
-    }
-
-    fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
-        self.next.watermark(mark)?;
-        self.sides.watermark(mark)
-    }
-
-    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
-        self.next.checkpoint(chain)?;
-        self.sides.checkpoint(chain)
-    }
-
-    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError> {
-        self.next.checkpoint_complete(id)?;
-        self.sides.checkpoint_complete(id)
-    }
-
-    fn finish(&mut self) -> Result<(), TaskError> {
-        self.next.finish()?;
-        self.sides.finish()
+impl<F: Send, Out> ChainLink for Process<F, Out> {
+    fn next(&mut self) -> Option<&mut dyn ChainLink> {
+        Some(&mut self.outputs)
     }
 }

@@ -8,14 +8,14 @@
 
 use weir_common::CheckpointId;
 use weir_state::keyed::{KeyedStateBackend, ValueState};
+use weir_worker::TaskError;
 use weir_worker::blame::BlameGuard;
-use weir_worker::{TaskError, Watermark};
 
 use crate::checkpointing::{ChainSnapshot, KeyedCheckpoints};
 use crate::data::Key;
 use crate::operators::OperatorContext;
 use crate::partition::KeySelector;
-use crate::push::Push;
+use crate::push::{ChainLink, Push, pass_on};
 use crate::{Data, RuntimeMode};
 
 /// Keeps one aggregate per key and folds each record into it.
@@ -86,23 +86,26 @@ where
             None => Ok(()),
         }
     }
+}
 
-    fn flush(&mut self) -> Result<(), TaskError> {
-        self.next.flush()
-    }
-
-    fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
-        self.next.watermark(mark)
+impl<T, K, F> ChainLink for RollingReduce<T, K, F>
+where
+    T: Data,
+    K: Key,
+    F: FnMut(T, T) -> T + Send,
+{
+    fn next(&mut self) -> Option<&mut dyn ChainLink> {
+        Some(self.next.as_mut())
     }
 
     fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
         self.checkpoints.snapshot(&mut self.state, &self.context, chain)?;
-        self.next.checkpoint(chain)
+        pass_on(self, |next| next.checkpoint(chain))
     }
 
     fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError> {
         self.checkpoints.complete(&mut self.state, id);
-        self.next.checkpoint_complete(id)
+        pass_on(self, |next| next.checkpoint_complete(id))
     }
 
     fn finish(&mut self) -> Result<(), TaskError> {
@@ -110,6 +113,6 @@ where
             let finals = self.state.values(&self.aggregate).map_err(|error| self.context.error(error.to_string()))?;
             self.next.push_batch(finals)?;
         }
-        self.next.finish()
+        pass_on(self, |next| next.finish())
     }
 }

@@ -9,13 +9,11 @@
 
 use std::time::{Duration, Instant};
 
-use weir_common::CheckpointId;
 use weir_worker::blame::BlameGuard;
 use weir_worker::{TaskError, Watermark};
 
-use crate::checkpointing::ChainSnapshot;
 use crate::operators::OperatorContext;
-use crate::push::Push;
+use crate::push::{ChainLink, Push, pass_on};
 use crate::watermarks::{WatermarkGenerator, WatermarkOutput, WatermarkStrategy};
 
 pub(crate) struct TimestampsAndWatermarks<T> {
@@ -119,6 +117,12 @@ impl<T: Send> Push<T> for TimestampsAndWatermarks<T> {
         }
         self.emit(output)
     }
+}
+
+impl<T: Send> ChainLink for TimestampsAndWatermarks<T> {
+    fn next(&mut self) -> Option<&mut dyn ChainLink> {
+        Some(self.next.as_mut())
+    }
 
     fn flush(&mut self) -> Result<(), TaskError> {
         let interval = self.strategy.emit_interval;
@@ -129,29 +133,23 @@ impl<T: Send> Push<T> for TimestampsAndWatermarks<T> {
         if let Some(timeout) = self.strategy.idleness {
             self.check_idleness(timeout)?;
         }
-        self.next.flush()
+        pass_on(self, |next| next.flush())
     }
 
+    /// Drops upstream watermarks except the end of input: this operator
+    /// decides event time from here on.
     fn watermark(&mut self, mark: Watermark) -> Result<(), TaskError> {
         if mark == Watermark::END {
             self.current = i64::MAX;
-            return self.next.watermark(mark);
+            return pass_on(self, |next| next.watermark(mark));
         }
         Ok(())
-    }
-
-    fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
-        self.next.checkpoint(chain)
-    }
-
-    fn checkpoint_complete(&mut self, id: CheckpointId) -> Result<(), TaskError> {
-        self.next.checkpoint_complete(id)
     }
 
     fn finish(&mut self) -> Result<(), TaskError> {
         // A last periodic watermark, as Flink emits on close; the end of input
         // then fires everything downstream.
         self.periodic_emit()?;
-        self.next.finish()
+        pass_on(self, |next| next.finish())
     }
 }

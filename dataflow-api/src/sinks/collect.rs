@@ -6,11 +6,9 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use weir_common::CheckpointId;
-use weir_worker::{TaskError, Watermark};
+use weir_worker::TaskError;
 
-use crate::checkpointing::ChainSnapshot;
-use crate::push::Push;
+use crate::push::{ChainLink, Push};
 
 /// The records a collect sink received, available once `execute` has returned.
 #[derive(Debug)]
@@ -50,23 +48,17 @@ impl<T: Send> Push<T> for CollectSink<T> {
         self.local.push(record);
         Ok(())
     }
+}
+
+impl<T: Send> ChainLink for CollectSink<T> {
+    fn next(&mut self) -> Option<&mut dyn ChainLink> {
+        None
+    }
 
     fn flush(&mut self) -> Result<(), TaskError> {
         if !self.local.is_empty() {
             self.shared.lock().unwrap_or_else(PoisonError::into_inner).append(&mut self.local);
         }
-        Ok(())
-    }
-
-    fn watermark(&mut self, _mark: Watermark) -> Result<(), TaskError> {
-        Ok(())
-    }
-
-    fn checkpoint(&mut self, _chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
-        Ok(())
-    }
-
-    fn checkpoint_complete(&mut self, _id: CheckpointId) -> Result<(), TaskError> {
         Ok(())
     }
 

@@ -24,13 +24,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use weir_common::CheckpointId;
+use weir_worker::TaskError;
 use weir_worker::blame::BlameGuard;
 use weir_worker::checkpoint::OperatorSnapshot;
-use weir_worker::{TaskError, Watermark};
 
 use crate::checkpointing::ChainSnapshot;
 use crate::operators::OperatorContext;
-use crate::push::Push;
+use crate::push::{ChainLink, Push};
 
 /// A pre-committed part file: its hidden pending name and its final name.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,13 +168,11 @@ impl<T: std::fmt::Display + Send> Push<T> for ExactlyOnceFileSink {
         self.line = line;
         written.map_err(|error| self.context.error(format!("cannot write to '{}': {error}", self.dir.display())))
     }
+}
 
-    fn flush(&mut self) -> Result<(), TaskError> {
-        Ok(())
-    }
-
-    fn watermark(&mut self, _mark: Watermark) -> Result<(), TaskError> {
-        Ok(())
+impl ChainLink for ExactlyOnceFileSink {
+    fn next(&mut self) -> Option<&mut dyn ChainLink> {
+        None
     }
 
     fn checkpoint(&mut self, chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {

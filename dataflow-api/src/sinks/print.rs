@@ -6,13 +6,11 @@
 use std::fmt::{Display, Write as _};
 use std::io::Write as _;
 
-use weir_common::CheckpointId;
+use weir_worker::TaskError;
 use weir_worker::blame::BlameGuard;
-use weir_worker::{TaskError, Watermark};
 
-use crate::checkpointing::ChainSnapshot;
 use crate::operators::OperatorContext;
-use crate::push::Push;
+use crate::push::{ChainLink, Push};
 
 /// Buffer this many bytes before writing, so parallel subtasks interleave
 /// whole lines, and stdout is locked once per buffer, not per record.
@@ -68,21 +66,15 @@ impl<T: Display + Send> Push<T> for PrintSink {
         }
         Ok(())
     }
+}
+
+impl ChainLink for PrintSink {
+    fn next(&mut self) -> Option<&mut dyn ChainLink> {
+        None
+    }
 
     fn flush(&mut self) -> Result<(), TaskError> {
         self.write_out()
-    }
-
-    fn watermark(&mut self, _mark: Watermark) -> Result<(), TaskError> {
-        Ok(())
-    }
-
-    fn checkpoint(&mut self, _chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
-        Ok(())
-    }
-
-    fn checkpoint_complete(&mut self, _id: CheckpointId) -> Result<(), TaskError> {
-        Ok(())
     }
 
     fn finish(&mut self) -> Result<(), TaskError> {

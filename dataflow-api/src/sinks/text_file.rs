@@ -10,13 +10,11 @@ use std::fs::File;
 use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 
-use weir_common::CheckpointId;
+use weir_worker::TaskError;
 use weir_worker::blame::BlameGuard;
-use weir_worker::{TaskError, Watermark};
 
-use crate::checkpointing::ChainSnapshot;
 use crate::operators::OperatorContext;
-use crate::push::Push;
+use crate::push::{ChainLink, Push};
 
 pub(crate) struct TextFileSink {
     context: OperatorContext,
@@ -55,21 +53,15 @@ impl<T: Display + Send> Push<T> for TextFileSink {
         guard.disarm();
         self.writer.write_all(self.line.as_bytes()).map_err(|error| self.failed(error))
     }
+}
+
+impl ChainLink for TextFileSink {
+    fn next(&mut self) -> Option<&mut dyn ChainLink> {
+        None
+    }
 
     fn flush(&mut self) -> Result<(), TaskError> {
         self.writer.flush().map_err(|error| self.failed(error))
-    }
-
-    fn watermark(&mut self, _mark: Watermark) -> Result<(), TaskError> {
-        Ok(())
-    }
-
-    fn checkpoint(&mut self, _chain: &mut ChainSnapshot<'_>) -> Result<(), TaskError> {
-        Ok(())
-    }
-
-    fn checkpoint_complete(&mut self, _id: CheckpointId) -> Result<(), TaskError> {
-        Ok(())
     }
 
     fn finish(&mut self) -> Result<(), TaskError> {

@@ -335,34 +335,20 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::push::Push;
+    use crate::push::{ChainLink, Push};
 
+    /// Keeps what a reader pushes.
     struct Gather<T>(Vec<T>);
 
-    use weir_worker::Watermark;
+    impl<T: Send> ChainLink for Gather<T> {
+        fn next(&mut self) -> Option<&mut dyn ChainLink> {
+            None
+        }
+    }
 
     impl<T: Send> Push<T> for Gather<T> {
         fn push(&mut self, record: T) -> Result<(), TaskError> {
             self.0.push(record);
-            Ok(())
-        }
-        fn flush(&mut self) -> Result<(), TaskError> {
-            Ok(())
-        }
-
-        fn watermark(&mut self, _mark: Watermark) -> Result<(), TaskError> {
-            Ok(())
-        }
-
-        fn checkpoint(&mut self, _chain: &mut crate::checkpointing::ChainSnapshot<'_>) -> Result<(), TaskError> {
-            Ok(())
-        }
-
-        fn checkpoint_complete(&mut self, _id: weir_common::CheckpointId) -> Result<(), TaskError> {
-            Ok(())
-        }
-
-        fn finish(&mut self) -> Result<(), TaskError> {
             Ok(())
         }
     }

@@ -185,7 +185,7 @@ pub(crate) fn window_start(timestamp: i64, offset: i64, size: i64) -> i64 {
 /// What a window function knows about the window it evaluates.
 #[derive(Clone, Copy, Debug)]
 pub struct WindowContext {
-    /// The window.
+    /// The window that fired; results carry its `end - 1` as timestamp.
     pub window: TimeWindow,
     /// The operator's event time when it fired.
     pub current_watermark: i64,
@@ -337,15 +337,14 @@ impl<T: Data, K: Key> WindowedStream<T, K> {
             OperatorKind::Keyed,
             vec![self.keyed.edge()],
             move |context, outputs| {
-                let (next, sides) = outputs.split::<Out>()?;
+                let outputs = outputs.into_typed_with_sides::<Out>()?;
                 let operator = WindowOperator::new(
                     context.clone(),
                     key.clone(),
                     settings.clone(),
                     contents(),
                     emit.clone(),
-                    next,
-                    sides,
+                    outputs,
                 )?;
                 Ok(ErasedPush::new::<T>(Box::new(operator)))
             },

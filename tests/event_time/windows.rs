@@ -1,44 +1,20 @@
-//! Event time through the public API: watermarks, window assigners, lateness
-//! and session merging, checked against expectations computed by hand or by
-//! a plain group-by in the test.
+//! Window operators: results against hand-computed rows and a plain
+//! group-by, late records, allowed lateness, sessions, and the same results
+//! at every parallelism.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use proptest::prelude::*;
 use weir::prelude::*;
-use weir::state::AggregateFunction;
 
-/// `(timestamp ms, key, value)`.
-type Event = (i64, String, i64);
+use super::{CountAndSum, Event, event, sorted};
+
 /// `(window start, window end, key, count, sum)`.
 type Row = (i64, i64, String, u64, i64);
 
-struct CountAndSum;
-
-impl AggregateFunction for CountAndSum {
-    type In = Event;
-    type Acc = (u64, i64);
-    type Out = (u64, i64);
-
-    fn create_accumulator(&self) -> (u64, i64) {
-        (0, 0)
-    }
-
-    fn add(&self, accumulator: &mut (u64, i64), event: Event) {
-        accumulator.0 += 1;
-        accumulator.1 += event.2;
-    }
-
-    fn result(&self, accumulator: &(u64, i64)) -> (u64, i64) {
-        *accumulator
-    }
-
-    fn merge(&self, a: (u64, i64), b: (u64, i64)) -> (u64, i64) {
-        (a.0 + b.0, a.1 + b.1)
-    }
-}
-
+/// A keyed window job counting and summing per window, with a late-data side
+/// output.
 struct Job {
     assigner: WindowAssigner,
     bound_ms: u64,
@@ -82,15 +58,6 @@ impl Job {
         env.execute("event time test").expect("job runs");
         (rows.take(), late_records.take())
     }
-}
-
-fn event(timestamp: i64, key: &str, value: i64) -> Event {
-    (timestamp, key.to_owned(), value)
-}
-
-fn sorted<T: Ord>(mut items: Vec<T>) -> Vec<T> {
-    items.sort();
-    items
 }
 
 fn row(start: i64, end: i64, key: &str, count: u64, sum: i64) -> Row {
@@ -271,206 +238,6 @@ fn results_are_identical_at_parallelism_1_2_and_4() {
         assert_eq!(results[0], results[2], "{assigner:?}: parallelism 1 vs 4");
     }
 }
-
-/// Registers an event-time timer per record and reports each firing.
-#[derive(Clone)]
-struct TimerEcho;
-
-impl KeyedProcessFunction<String, Event, (i64, String)> for TimerEcho {
-    fn process_element(
-        &mut self,
-        event: Event,
-        ctx: &mut KeyedContext<'_, String, (i64, String)>,
-    ) -> Result<(), ProcessError> {
-        // The value is when the timer should fire.
-        ctx.register_event_time_timer(event.2)?;
-        Ok(())
-    }
-
-    fn on_timer(
-        &mut self,
-        timestamp: i64,
-        ctx: &mut KeyedContext<'_, String, (i64, String)>,
-    ) -> Result<(), ProcessError> {
-        assert_eq!(ctx.timestamp(), Some(timestamp));
-        let key = ctx.key().clone();
-        ctx.collect((timestamp, key));
-        Ok(())
-    }
-}
-
-#[test]
-fn timers_fire_in_timestamp_order_across_keys() {
-    let env = StreamEnv::new();
-    env.set_parallelism(1);
-    let strategy = WatermarkStrategy::for_monotonous_timestamps()
-        .with_timestamp_assigner(|event: &Event, _| event.0)
-        .with_emit_interval(Duration::ZERO);
-    let events = vec![
-        event(1, "a", 500),
-        event(2, "b", 50),
-        event(3, "c", 300),
-        event(4, "a", 20),
-        event(5, "b", 300), // the same time as c's: both fire
-        event(6, "c", 300), // the same timer again: fires once
-        event(100, "d", 7), // already passed at the next watermark: fires at once
-        event(200, "e", 1_000_000),
-    ];
-    let fired = env
-        .from_collection(events)
-        .assign_timestamps_and_watermarks(strategy)
-        .key_by(|event: &Event| event.1.clone())
-        .process(TimerEcho)
-        .collect();
-    env.execute("timers").expect("job runs");
-    let fired = fired.take();
-    let times: Vec<i64> = fired.iter().map(|(time, _)| *time).collect();
-    assert_eq!(times, vec![7, 20, 50, 300, 300, 500, 1_000_000], "{fired:?}");
-    let mut at_300: Vec<&str> = fired.iter().filter(|(time, _)| *time == 300).map(|(_, key)| key.as_str()).collect();
-    at_300.sort();
-    assert_eq!(at_300, vec!["b", "c"]);
-}
-
-/// `(timestamp ms, key)` records for the join tests, in timestamp order.
-fn join_input(seed: u64, count: usize) -> Vec<(i64, u8)> {
-    let mut state = seed | 1;
-    let mut timestamp = 0i64;
-    (0..count)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            timestamp += (state % 4) as i64;
-            (timestamp, (state >> 8) as u8 % 5)
-        })
-        .collect()
-}
-
-fn timestamped(env: &StreamEnv, records: Vec<(i64, u8)>) -> DataStream<(i64, u8)> {
-    let strategy = WatermarkStrategy::for_monotonous_timestamps()
-        .with_timestamp_assigner(|record: &(i64, u8), _| record.0)
-        .with_emit_interval(Duration::ZERO);
-    env.from_collection(records).set_parallelism(1).assign_timestamps_and_watermarks(strategy).set_parallelism(1)
-}
-
-#[test]
-fn interval_join_pairs_equal_a_nested_loop() {
-    let (lefts, rights) = (join_input(7, 400), join_input(11, 400));
-    let (lower, upper) = (-2i64, 3i64);
-    let mut expected = Vec::new();
-    for a in &lefts {
-        for b in &rights {
-            if a.1 == b.1 && (a.0 + lower..=a.0 + upper).contains(&b.0) {
-                expected.push((*a, *b));
-            }
-        }
-    }
-    assert!(expected.len() > 100);
-    for parallelism in [1, 3] {
-        let env = StreamEnv::new();
-        env.set_parallelism(parallelism);
-        let left = timestamped(&env, lefts.clone()).key_by(|record: &(i64, u8)| record.1);
-        let right = timestamped(&env, rights.clone()).key_by(|record: &(i64, u8)| record.1);
-        let pairs = left.interval_join(&right).between(lower, upper).process(|a, b| (*a, *b)).collect();
-        env.execute("interval join").expect("job runs");
-        assert_eq!(sorted(pairs.take()), sorted(expected.clone()), "parallelism {parallelism}");
-    }
-}
-
-#[test]
-fn window_join_pairs_equal_a_nested_loop_per_window() {
-    let (lefts, rights) = (join_input(3, 300), join_input(5, 300));
-    let mut expected = Vec::new();
-    for a in &lefts {
-        for b in &rights {
-            if a.1 == b.1 && a.0.div_euclid(10) == b.0.div_euclid(10) {
-                expected.push((*a, *b));
-            }
-        }
-    }
-    let env = StreamEnv::new();
-    env.set_parallelism(2);
-    let pairs = timestamped(&env, lefts)
-        .join(&timestamped(&env, rights))
-        .where_key(|record: &(i64, u8)| record.1)
-        .equal_to(|record: &(i64, u8)| record.1)
-        .window(WindowAssigner::tumbling_event_time(Duration::from_millis(10)))
-        .apply(|a, b| (*a, *b))
-        .collect();
-    env.execute("window join").expect("job runs");
-    assert_eq!(sorted(pairs.take()), sorted(expected));
-}
-
-/// Credits from the first input, debits from the second; the balance per
-/// key is emitted when event time ends.
-#[derive(Clone, Default)]
-struct Balance {
-    balance: Option<weir::state::ValueState<(), i64>>,
-}
-
-impl KeyedCoProcessFunction<u8, (i64, u8), (i64, u8), (u8, i64)> for Balance {
-    fn open(&mut self, state: &mut weir::state::KeyedStateBackend<u8>) -> Result<(), weir::state::StateError> {
-        self.balance = Some(state.register_value("balance")?);
-        Ok(())
-    }
-
-    fn process_element1(
-        &mut self,
-        record: (i64, u8),
-        ctx: &mut KeyedContext<'_, u8, (u8, i64)>,
-    ) -> Result<(), ProcessError> {
-        let balance = self.balance.clone().ok_or("not open")?;
-        ctx.state().update_value(&balance, &(), |old| (Some(old.unwrap_or(0) + record.0), ()))?;
-        ctx.register_event_time_timer(i64::MAX - 1)?;
-        Ok(())
-    }
-
-    fn process_element2(
-        &mut self,
-        record: (i64, u8),
-        ctx: &mut KeyedContext<'_, u8, (u8, i64)>,
-    ) -> Result<(), ProcessError> {
-        let balance = self.balance.clone().ok_or("not open")?;
-        ctx.state().update_value(&balance, &(), |old| (Some(old.unwrap_or(0) - record.0), ()))?;
-        ctx.register_event_time_timer(i64::MAX - 1)?;
-        Ok(())
-    }
-
-    fn on_timer(&mut self, _: i64, ctx: &mut KeyedContext<'_, u8, (u8, i64)>) -> Result<(), ProcessError> {
-        let balance = self.balance.clone().ok_or("not open")?;
-        let value = ctx.state().value(&balance, &())?.unwrap_or(0);
-        let key = *ctx.key();
-        ctx.collect((key, value));
-        Ok(())
-    }
-}
-
-#[test]
-fn connected_streams_share_keyed_state_and_co_map_both_inputs() {
-    let (credits, debits) = (join_input(13, 500), join_input(17, 500));
-    let mut expected: BTreeMap<u8, i64> = BTreeMap::new();
-    for (amount, key) in &credits {
-        *expected.entry(*key).or_default() += amount;
-    }
-    for (amount, key) in &debits {
-        *expected.entry(*key).or_default() -= amount;
-    }
-    let env = StreamEnv::new();
-    env.set_parallelism(3);
-    let (first, second) = (timestamped(&env, credits.clone()), timestamped(&env, debits.clone()));
-    let balances = first
-        .connect(&second)
-        .key_by(|record: &(i64, u8)| record.1, |record: &(i64, u8)| record.1)
-        .process(Balance::default())
-        .collect();
-    let labels = first.connect(&second).map(|_| "credit".to_owned(), |_| "debit".to_owned()).collect();
-    env.execute("connected").expect("job runs");
-    assert_eq!(sorted(balances.take()), expected.into_iter().collect::<Vec<_>>());
-    let labels = labels.take();
-    assert_eq!(labels.iter().filter(|label| **label == "credit").count(), credits.len());
-    assert_eq!(labels.iter().filter(|label| **label == "debit").count(), debits.len());
-}
-
 #[test]
 fn count_windows_all_windows_processing_time_and_global_windows_with_a_trigger() {
     let env = StreamEnv::new();
@@ -543,110 +310,4 @@ fn session_windows_are_dropped_after_the_allowed_lateness() {
     let (rows, late) = job.run(&events);
     assert_eq!(rows, vec![row(0, 15, "a", 2, 3), row(12, 22, "a", 1, 8), row(40, 55, "a", 2, 20)]);
     assert!(late.is_empty());
-}
-
-/// Emits a watermark at the timestamp of every record whose key is "tick"
-/// (a per-event, punctuated generator).
-struct Punctuated;
-
-impl WatermarkGenerator<Event> for Punctuated {
-    fn on_event(&mut self, event: &Event, timestamp: i64, output: &mut WatermarkOutput) {
-        if event.1 == "tick" {
-            output.emit_watermark(timestamp);
-        }
-    }
-
-    fn on_periodic_emit(&mut self, _output: &mut WatermarkOutput) {}
-}
-
-#[test]
-fn a_custom_per_event_generator_drives_event_time() {
-    let env = StreamEnv::new();
-    env.set_parallelism(1);
-    let late = OutputTag::<Event>::new("late");
-    let events = vec![event(1, "a", 1), event(3, "a", 2), event(10, "tick", 0), event(4, "a", 4), event(12, "a", 8)];
-    let strategy = WatermarkStrategy::for_generator(|| Punctuated).with_timestamp_assigner(|event: &Event, _| event.0);
-    let windows = env
-        .from_collection(events)
-        .assign_timestamps_and_watermarks(strategy)
-        .filter(|event: &Event| event.1 != "tick")
-        .key_by(|event: &Event| event.1.clone())
-        .window(WindowAssigner::tumbling_event_time(Duration::from_millis(5)))
-        .side_output_late_data(&late)
-        .aggregate(CountAndSum);
-    let (sums, late_records) = (windows.collect(), windows.side_output(&late).collect());
-    env.execute("punctuated").expect("job runs");
-    // The tick at 10 closes [0, 5) and [5, 10): 4 is late, 12 is not.
-    assert_eq!(sums.take(), vec![(2, 3), (1, 8)]);
-    assert_eq!(late_records.take(), vec![event(4, "a", 4)]);
-}
-
-/// When each window result was emitted, by the wall clock.
-fn emission_times(idleness: Option<Duration>) -> (Vec<std::time::Instant>, std::time::Instant) {
-    let env = StreamEnv::new();
-    env.set_parallelism(2);
-    let emitted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut strategy = WatermarkStrategy::for_monotonous_timestamps()
-        .with_timestamp_assigner(|n: &u64, _| *n as i64)
-        .with_emit_interval(Duration::from_millis(10));
-    if let Some(timeout) = idleness {
-        strategy = strategy.with_idleness(timeout);
-    }
-    let record = emitted.clone();
-    // 600 records over about 1.5 s; subtask 1's are all filtered out, so its
-    // watermark never moves unless it is marked idle.
-    env.source(GeneratorSource::new(|n: u64| n).count(600).records_per_second(400.0))
-        .filter(|n: &u64| n.is_multiple_of(2))
-        .assign_timestamps_and_watermarks(strategy)
-        .key_by(|_: &u64| 0u8)
-        .window(WindowAssigner::tumbling_event_time(Duration::from_millis(100)))
-        .aggregate(CountOnly)
-        .map(move |count: u64| {
-            record.lock().expect("lock").push(std::time::Instant::now());
-            count
-        })
-        .discard();
-    env.execute("idleness").expect("job runs");
-    let ended = std::time::Instant::now();
-    let times = emitted.lock().expect("lock").clone();
-    (times, ended)
-}
-
-struct CountOnly;
-
-impl AggregateFunction for CountOnly {
-    type In = u64;
-    type Acc = u64;
-    type Out = u64;
-
-    fn create_accumulator(&self) -> u64 {
-        0
-    }
-
-    fn add(&self, accumulator: &mut u64, _: u64) {
-        *accumulator += 1;
-    }
-
-    fn result(&self, accumulator: &u64) -> u64 {
-        *accumulator
-    }
-
-    fn merge(&self, a: u64, b: u64) -> u64 {
-        a + b
-    }
-}
-
-#[test]
-fn an_idle_split_stops_holding_back_event_time() {
-    // Without idleness the silent subtask holds event time at its start: every
-    // window fires at the end of input, within moments of the job's end.
-    let (times, ended) = emission_times(None);
-    assert_eq!(times.len(), 6, "600 records, even ones in 100 ms windows: 6 windows");
-    let first = times.iter().min().expect("results");
-    assert!(ended.duration_since(*first) < Duration::from_millis(400), "fired early without idleness");
-    // With idleness the windows fire while the input still flows.
-    let (times, ended) = emission_times(Some(Duration::from_millis(50)));
-    assert_eq!(times.len(), 6);
-    let first = times.iter().min().expect("results");
-    assert!(ended.duration_since(*first) > Duration::from_millis(600), "the first window fired only at the end");
 }
