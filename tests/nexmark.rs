@@ -83,7 +83,7 @@ fn expected(query: &str, events: &[Value]) -> (String, Vec<String>) {
         "q2" => (
             "auction,price",
             bids(events)
-                .filter(|bid| number(&bid["auction"]) % 123 == 0)
+                .filter(|bid| number(&bid["auction"]).is_multiple_of(123))
                 .map(|bid| format!("{},{}", number(&bid["auction"]), number(&bid["price"])))
                 .collect(),
         ),

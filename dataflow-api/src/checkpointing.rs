@@ -1,5 +1,5 @@
 //! How operators take part in checkpoints: the barrier travels down a chain
-//! as [`Push::checkpoint`](crate::push::Push::checkpoint) calls, each operator
+//! as [`Push::checkpoint`](crate::push::ChainLink::checkpoint) calls, each operator
 //! adding its state to the task's [`ChainSnapshot`] before passing the barrier
 //! on, and the completion of a checkpoint as `checkpoint_complete` calls.
 

@@ -5,14 +5,9 @@
 
 use std::time::{Duration, Instant};
 
+use weir_common::launch::{EXIT_ENDED_BY_LEADER, EXIT_RESTART};
+
 use super::{Cluster, Command, JobStatus};
-
-/// Exit code of a job process that asks for its job to be deployed again
-/// (a leader whose restart strategy allows it, a follower that lost its leader).
-pub const EXIT_RESTART: i32 = 75;
-
-/// Exit code of a follower whose run the leader ended.
-pub const EXIT_ENDED_BY_LEADER: i32 = 76;
 
 impl Cluster {
     /// Forgets workers silent for longer than `timeout`; their jobs are

@@ -27,7 +27,6 @@ mod workers;
 use std::collections::BTreeMap;
 
 pub use deployment::Joined;
-pub use failover::{EXIT_ENDED_BY_LEADER, EXIT_RESTART};
 pub use job::{Job, JobStatus, MAX_LOSSES, UnknownJobStatus};
 pub use workers::Worker;
 

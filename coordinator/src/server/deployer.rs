@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use weir_common::CheckpointId;
+use weir_common::checkpoint::layout;
 use weir_proto::v1 as pb;
 use weir_proto::v1::worker_client::WorkerClient;
 
@@ -131,14 +133,16 @@ async fn cancel(shared: &Shared, job: String, worker: &str, attempt: u32) {
     }
 }
 
-/// The newest completed checkpoint (`chk-<n>` holding `_metadata`) below `dir`.
+/// The newest completed checkpoint (`chk-<n>` holding `_metadata`, see
+/// `weir_common::checkpoint::layout`) of any job run below `dir`.
 pub fn latest_checkpoint(dir: &Path) -> Option<PathBuf> {
     let mut newest: Option<(u64, PathBuf)> = None;
     for run in std::fs::read_dir(dir).ok()?.flatten() {
         for checkpoint in std::fs::read_dir(run.path()).into_iter().flatten().flatten() {
             let name = checkpoint.file_name().to_string_lossy().into_owned();
-            let Some(number) = name.strip_prefix("chk-").and_then(|n| n.parse::<u64>().ok()) else { continue };
-            if checkpoint.path().join("_metadata").exists() && newest.as_ref().is_none_or(|(best, _)| number > *best) {
+            let Some((CheckpointId(number), false)) = layout::parse_checkpoint_dir_name(&name) else { continue };
+            let complete = checkpoint.path().join(layout::METADATA_FILE).exists();
+            if complete && newest.as_ref().is_none_or(|(best, _)| number > *best) {
                 newest = Some((number, checkpoint.path()));
             }
         }
