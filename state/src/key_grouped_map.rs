@@ -47,7 +47,8 @@ impl<K: Eq + Hash, V> KeyGroupedMap<K, V> {
         self.range
     }
 
-    /// The map of one key group.
+    /// The map of `group`; a group outside the range means the record was
+    /// routed to the wrong subtask.
     pub fn group_mut(&mut self, group: KeyGroup) -> Result<&mut GroupMap<K, V>, ForeignKeyGroup> {
         let range = self.range;
         match range.offset_of(group) {

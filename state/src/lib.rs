@@ -8,9 +8,9 @@
 //! checksummed checkpoint files) and [`shared_files`] (which snapshots still
 //! need which shared files).
 //!
-//! It depends on `weir-common` only. It must never depend on the runtime
-//! (`weir-worker`), the user API, the coordinator, or any async runtime: tasks
-//! call it synchronously from their own thread.
+//! Of Weir's crates it depends on `weir-common` only. It must never depend on
+//! the runtime (`weir-worker`), the user API, the coordinator, or any async
+//! runtime: tasks call it synchronously from their own thread.
 
 pub mod key_grouped_map;
 pub mod keyed;

@@ -1,6 +1,6 @@
 //! Typed handles of registered states. A handle is what an operator keeps:
-//! the state's index in the backend, its types, and for reducing and
-//! aggregating state the function that folds values in.
+//! the state's index in the backend, its types, its time to live, and for
+//! reducing and aggregating state the function that folds values in.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -52,17 +52,18 @@ pub enum StateKind {
 
 /// Folds inputs into an accumulator and reads results from it (Flink's `AggregateFunction`).
 pub trait AggregateFunction: Send + Sync + 'static {
-    /// What is added.
+    /// The input that `add` folds in, one per `aggregating_add`.
     type In;
-    /// What is stored.
+    /// The accumulator kept in state per key and namespace (it must be a
+    /// `StateValue` for the state to be registered).
     type Acc;
-    /// What is read.
+    /// What `aggregating_get` returns, computed from the accumulator.
     type Out;
-    /// An empty accumulator.
+    /// The accumulator of a key and namespace that have none yet.
     fn create_accumulator(&self) -> Self::Acc;
-    /// Adds one input.
+    /// Folds one input into the accumulator, in place.
     fn add(&self, accumulator: &mut Self::Acc, input: Self::In);
-    /// The result of an accumulator.
+    /// The result so far; computed on every read, the accumulator is kept.
     fn result(&self, accumulator: &Self::Acc) -> Self::Out;
     /// Combines two accumulators (merging windows).
     fn merge(&self, a: Self::Acc, b: Self::Acc) -> Self::Acc;
@@ -72,7 +73,8 @@ pub trait AggregateFunction: Send + Sync + 'static {
 pub trait StateHandle {
     /// The namespace type (`()` for state outside windows).
     type Namespace;
-    /// Index of the state in its backend.
+    /// The state's position among its backend's registered states; it means
+    /// nothing to another backend, or to this one after a restore.
     fn index(&self) -> usize;
 }
 
@@ -107,22 +109,23 @@ macro_rules! handle {
 }
 
 handle!(
-    /// A registered value state.
+    /// Handle of a value state: one `V` per key and namespace `N`.
     ValueState<V>
 );
 handle!(
-    /// A registered list state.
+    /// Handle of a list state: a list of `V` per key and namespace `N`.
     ListState<V>
 );
 handle!(
-    /// A registered map state.
+    /// Handle of a map state: a map from `UK` to `UV` per key and namespace `N`.
     MapState<UK, UV>
 );
 
 /// Reduces two values into one.
 pub type ReduceFn<V> = Arc<dyn Fn(V, V) -> V + Send + Sync>;
 
-/// A registered reducing state.
+/// Handle of a reducing state: one `V` per key and namespace `N`, and the
+/// function that reduces added values into it.
 pub struct ReducingState<N, V> {
     pub(super) index: usize,
     pub(super) ttl: Option<StateTtl>,
@@ -149,7 +152,8 @@ impl<N, V> StateHandle for ReducingState<N, V> {
     }
 }
 
-/// A registered aggregating state.
+/// Handle of an aggregating state: one `F::Acc` per key and namespace `N`,
+/// and the function `F` that adds inputs to it.
 pub struct AggregatingState<N, F> {
     pub(super) index: usize,
     pub(super) ttl: Option<StateTtl>,

@@ -30,7 +30,8 @@ impl<K: Eq, N: Eq> Equivalent<(K, N)> for KeyNs<'_, K, N> {
     }
 }
 
-/// The states of one task.
+/// The memory backend's store: a table per registered state, and restored
+/// entries waiting for their state to be registered.
 pub(super) struct HeapStore<K> {
     range: KeyGroupRange,
     names: Vec<String>,

@@ -7,7 +7,9 @@
 //! small files cost I/O. Shared SST files are stored under names prefixed with
 //! an id Weir draws for each opened instance (RocksDB's own identity survives
 //! a restore, and two instances restored from one snapshot continue the same
-//! file numbers), and an existing shared file is never overwritten.
+//! file numbers), and an existing shared file is never overwritten. The
+//! task's timers live on the heap, not in RocksDB: each snapshot carries them
+//! as one more private file, in the full format of `snapshot`.
 //!
 //! Restoring a snapshot whose key-group range is exactly the task's reuses
 //! its files as the new instance (and remembers which stored files they are,
@@ -57,7 +59,7 @@ pub struct SnapshotOutcome {
 ///
 /// `reusable` maps SST names to stored files that confirmed snapshots
 /// already hold; every other SST goes to `shared_dir`, named
-/// `<identity>-<name>`, and the small files to `private_dir`.
+/// `<instance_id>-<name>`, and the small files to `private_dir`.
 pub(super) fn upload_checkpoint(
     storage: &dyn CheckpointStorage,
     checkpoint_dir: &Path,
@@ -68,26 +70,13 @@ pub(super) fn upload_checkpoint(
     mut snapshot: IncrementalSnapshot,
 ) -> Result<(IncrementalSnapshot, u64), StateError> {
     let mut uploaded_bytes = 0;
-    let listing = std::fs::read_dir(checkpoint_dir).map_err(|error| io_error(checkpoint_dir, error))?;
-    let mut names = Vec::new();
-    for entry in listing {
-        let entry = entry.map_err(|error| io_error(checkpoint_dir, error))?;
-        names.push(entry.file_name().to_string_lossy().into_owned());
-    }
-    names.sort();
-    for name in names {
+    for name in sorted_file_names(checkpoint_dir)? {
         let local = checkpoint_dir.join(&name);
         if name.ends_with(".sst") {
             let file = match reusable.get(&name) {
                 Some(file) => file.clone(),
                 None => {
-                    let path = shared_dir.join(&format!("{instance_id}-{name}"))?;
-                    if storage.exists(&path)? {
-                        return Err(StateError::RocksDb(format!(
-                            "shared file '{path}' exists already; refusing to overwrite a file other snapshots may need"
-                        )));
-                    }
-                    let file = storage.upload(&path, &local)?;
+                    let file = upload_new_shared(storage, &local, &shared_dir.join(&format!("{instance_id}-{name}"))?)?;
                     uploaded_bytes += file.size;
                     file
                 }
@@ -100,6 +89,34 @@ pub(super) fn upload_checkpoint(
         }
     }
     Ok((snapshot, uploaded_bytes))
+}
+
+/// The names of the files in `dir`, sorted: snapshot metadata lists them in
+/// the same order every time.
+fn sorted_file_names(dir: &Path) -> Result<Vec<String>, StateError> {
+    let listing = std::fs::read_dir(dir).map_err(|error| io_error(dir, error))?;
+    let mut names = Vec::new();
+    for entry in listing {
+        let entry = entry.map_err(|error| io_error(dir, error))?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Uploads the SST file `local` to `path` among the shared files, which must
+/// not exist yet: a file there may be one that other snapshots need.
+fn upload_new_shared(
+    storage: &dyn CheckpointStorage,
+    local: &Path,
+    path: &StoragePath,
+) -> Result<FileHandle, StateError> {
+    if storage.exists(path)? {
+        return Err(StateError::RocksDb(format!(
+            "shared file '{path}' exists already; refusing to overwrite a file other snapshots may need"
+        )));
+    }
+    Ok(storage.upload(path, local)?)
 }
 
 /// Checks that `snapshot` can be restored into a job with `max_parallelism`
@@ -178,6 +195,7 @@ pub(super) fn split_group(key: &[u8]) -> Result<(KeyGroup, &[u8]), StateError> {
     }
 }
 
+/// An I/O error on a local file of the RocksDB backend, naming the path.
 pub(super) fn io_error(path: &Path, error: std::io::Error) -> StateError {
     StateError::RocksDb(format!("'{}': {error}", path.display()))
 }

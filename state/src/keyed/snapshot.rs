@@ -2,9 +2,10 @@
 //! each holding the entries of every state for that group as bytes
 //! (`postcard(key)`, `postcard(value)`).
 //!
-//! Both backends write and read this format, and a restoring task reads only
-//! the sections of its own key groups, which is what makes rescaling a matter
-//! of choosing files.
+//! Both backends write and read this format (timers too, under reserved
+//! state names). A restoring task reads only the files whose key groups
+//! overlap its own and decodes only its own groups' sections, so rescaling
+//! is a matter of choosing files, never of rewriting them.
 //!
 //! Layout: `WEIRKS01`, a little-endian `u32` header length, the header
 //! (postcard: max parallelism, key-group range, state names, and for each
@@ -96,7 +97,8 @@ impl SnapshotWriter {
         section.extend_from_slice(value);
     }
 
-    /// The file's bytes.
+    /// Lays out the file: magic, header length, header, then the sections
+    /// in key-group order.
     pub(super) fn finish(self) -> Result<Vec<u8>, StateError> {
         let mut offset = 0u64;
         let mut sections = Vec::with_capacity(self.sections.len());

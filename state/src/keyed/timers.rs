@@ -13,8 +13,9 @@ use std::marker::PhantomData;
 use hashbrown::HashSet;
 use weir_common::{KeyGroup, MaxParallelism};
 
+use super::registration::check_name;
 use super::snapshot::SnapshotWriter;
-use super::{StateError, StateKey, StateNamespace};
+use super::{KeyedStateBackend, StateError, StateKey, StateNamespace};
 
 /// Marks snapshot entries that belong to timers; no user state name starts with it.
 pub(super) const TIMER_PREFIX: &str = "\u{1}timers:";
@@ -42,13 +43,13 @@ impl TimeDomain {
 pub struct Timer<K, N> {
     /// When it was set to fire (milliseconds).
     pub timestamp: i64,
-    /// The key it was registered for.
+    /// The key that was current when the timer was set.
     pub key: K,
-    /// The namespace it was registered in.
+    /// The namespace it was set in (for window operators, the window).
     pub namespace: N,
 }
 
-/// The typed handle of a registered timer service.
+/// Handle of a timer service, whose timers carry a namespace `N`.
 pub struct TimerService<N> {
     pub(super) index: usize,
     marker: PhantomData<fn() -> N>,
@@ -273,5 +274,61 @@ impl<K: StateKey> Timers<K> {
             None => self.pending.entry(service.to_owned()).or_default().push((domain, group, key.to_vec())),
         }
         Ok(true)
+    }
+}
+
+/// The timer API of the backend: timers are set and deleted for the current
+/// key and fired across all keys.
+impl<K: StateKey> KeyedStateBackend<K> {
+    /// Declares a timer service (timers per key and namespace `N`).
+    pub fn register_timer_service<N: StateNamespace>(&mut self, name: &str) -> Result<TimerService<N>, StateError> {
+        check_name(name)?;
+        self.timers.register(name)
+    }
+
+    /// Sets a timer for the current key; setting the same one twice keeps one.
+    pub fn register_timer<N: StateNamespace>(
+        &mut self,
+        service: &TimerService<N>,
+        domain: TimeDomain,
+        namespace: N,
+        timestamp: i64,
+    ) -> Result<(), StateError> {
+        let key = self.current.as_ref().ok_or(StateError::NoCurrentKey)?.key.clone();
+        self.timers.queue(service, domain)?.insert(timestamp, key, namespace);
+        Ok(())
+    }
+
+    /// Deletes a timer of the current key, if set.
+    pub fn delete_timer<N: StateNamespace>(
+        &mut self,
+        service: &TimerService<N>,
+        domain: TimeDomain,
+        namespace: N,
+        timestamp: i64,
+    ) -> Result<(), StateError> {
+        let key = self.current.as_ref().ok_or(StateError::NoCurrentKey)?.key.clone();
+        self.timers.queue(service, domain)?.remove(timestamp, key, namespace);
+        Ok(())
+    }
+
+    /// Removes and returns every timer of `domain` due at `time` (at or
+    /// before it), earliest first, across all keys.
+    pub fn fire_timers<N: StateNamespace>(
+        &mut self,
+        service: &TimerService<N>,
+        domain: TimeDomain,
+        time: i64,
+    ) -> Result<Vec<Timer<K, N>>, StateError> {
+        Ok(self.timers.queue(service, domain)?.pop_until(time))
+    }
+
+    /// The earliest pending timer of `domain`.
+    pub fn next_timer<N: StateNamespace>(
+        &mut self,
+        service: &TimerService<N>,
+        domain: TimeDomain,
+    ) -> Result<Option<i64>, StateError> {
+        Ok(self.timers.queue(service, domain)?.next())
     }
 }

@@ -24,11 +24,15 @@ struct Cached {
 /// key and value lengths when the cache measures itself.
 const ENTRY_OVERHEAD: usize = 64;
 
+/// The cache of one RocksDB instance.
 pub(super) struct WriteBackCache {
     /// Entries by state index, then by full RocksDB key.
     states: Vec<HashMap<Vec<u8>, Cached>>,
+    /// Size as the budget counts it: keys, values and `ENTRY_OVERHEAD` per entry.
     bytes: usize,
+    /// Number of entries RocksDB has yet to receive.
     dirty: usize,
+    /// The budget: past it, `is_full` asks for a flush.
     capacity_bytes: usize,
 }
 
