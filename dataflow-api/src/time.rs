@@ -16,11 +16,26 @@ pub use weir_worker::NO_TIMESTAMP;
 
 /// The timestamp of the record in flight in one task ([`NO_TIMESTAMP`] if it has none).
 #[derive(Clone, Debug)]
-pub struct CurrentTimestamp(Arc<AtomicI64>);
+pub struct CurrentTimestamp(Arc<PaddedTimestamp>);
+
+/// The cell alone on its cache line. It is written for every record; when
+/// it shared a line with memory another task's thread writes, the threads
+/// took turns owning the line, and the window pipeline at parallelism 1 ran
+/// 20% slower whenever the allocator happened to place it so (BENCHMARKS.md,
+/// "Runtime shape"). 56 bytes on each side keep the neighbours of any
+/// 16-byte-aligned allocation off the value's line, without an over-aligned
+/// allocation (aligning to 128 fixed that case but moved everything
+/// allocated after it, and cost 6% elsewhere).
+#[derive(Debug)]
+struct PaddedTimestamp {
+    _before: [u8; 56],
+    value: AtomicI64,
+    _after: [u8; 56],
+}
 
 impl Default for CurrentTimestamp {
     fn default() -> Self {
-        Self(Arc::new(AtomicI64::new(NO_TIMESTAMP)))
+        Self(Arc::new(PaddedTimestamp { _before: [0; 56], value: AtomicI64::new(NO_TIMESTAMP), _after: [0; 56] }))
     }
 }
 
@@ -29,13 +44,13 @@ impl CurrentTimestamp {
     #[inline]
     pub fn get(&self) -> i64 {
         // One task's thread is the only one touching it: relaxed is enough.
-        self.0.load(Ordering::Relaxed)
+        self.0.value.load(Ordering::Relaxed)
     }
 
     /// Sets the timestamp of the record about to be pushed.
     #[inline]
     pub fn set(&self, timestamp: i64) {
-        self.0.store(timestamp, Ordering::Relaxed);
+        self.0.value.store(timestamp, Ordering::Relaxed);
     }
 
     /// The timestamp as an option.
