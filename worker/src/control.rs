@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use weir_common::TaskKey;
 
 use crate::TaskError;
-use crate::checkpoint::{CheckpointReport, TaskControl, TaskSnapshot};
+use crate::checkpoint::{CheckpointReport, RemoteTaskLine, TaskControl, TaskSnapshot};
 
 /// What a running job can be asked from outside.
 pub enum JobCommand {
@@ -116,4 +116,11 @@ pub trait LeaderLine: Send + Sync {
     fn send(&self, message: &ToLeader);
     /// Ends the control stream to the leader.
     fn close(&self);
+}
+
+/// The leader's checkpoint driver reaches a follower's tasks through its control stream.
+impl<L: FollowerLines + ?Sized> RemoteTaskLine for L {
+    fn send_command(&self, process: usize, task: TaskKey, command: TaskControl) {
+        self.send(process, &ToFollower::Task { task, command });
+    }
 }

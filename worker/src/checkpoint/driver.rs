@@ -19,7 +19,6 @@ use weir_state::storage::{CheckpointStorage, FileHandle, StoragePath};
 use super::metadata::{CheckpointMetadata, TaskEntry, checkpoint_dir};
 use super::snapshot::{CheckpointReport, FinalCommit, TaskControl, TaskReport, TaskSnapshot};
 use super::store::{JobCheckpoints, SavepointReply};
-use crate::control::{FollowerLines, ToFollower};
 use crate::{CancelToken, JobError};
 
 /// How long tasks have to end after a stop-with-savepoint before they are cancelled.
@@ -49,16 +48,24 @@ pub enum ControlLine {
     Remote(usize),
 }
 
+/// How the driver reaches a task of another process: on the leader, through
+/// that follower's control stream (`crate::control` implements it for the
+/// follower lines).
+pub trait RemoteTaskLine: Send + Sync {
+    /// Sends `command` to `task`, which runs in process `process`.
+    fn send_command(&self, process: usize, task: TaskKey, command: TaskControl);
+}
+
 /// How the checkpoint driver reaches every task of the run.
 #[derive(Default)]
 pub struct TaskLines {
     lines: BTreeMap<TaskKey, (bool, ControlLine)>,
-    followers: Option<Arc<dyn FollowerLines>>,
+    followers: Option<Arc<dyn RemoteTaskLine>>,
 }
 
 impl TaskLines {
     /// Lines to tasks of this process; tasks of other processes are reached through `followers`.
-    pub fn new(followers: Option<Arc<dyn FollowerLines>>) -> Self {
+    pub fn new(followers: Option<Arc<dyn RemoteTaskLine>>) -> Self {
         Self { lines: BTreeMap::new(), followers }
     }
 
@@ -92,9 +99,7 @@ impl TaskLines {
             }
             match (line, &self.followers) {
                 (ControlLine::Local(line), _) => drop(line.send(command)),
-                (ControlLine::Remote(process), Some(followers)) => {
-                    followers.send(*process, &ToFollower::Task { task: *task, command });
-                }
+                (ControlLine::Remote(process), Some(followers)) => followers.send_command(*process, *task, command),
                 (ControlLine::Remote(_), None) => {}
             }
         }

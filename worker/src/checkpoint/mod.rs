@@ -14,7 +14,7 @@ pub mod metadata;
 pub mod snapshot;
 pub mod store;
 
-pub use driver::{CheckpointDriver, CheckpointSettings, ControlLine, DriverContext, TaskLines};
+pub use driver::{CheckpointDriver, CheckpointSettings, ControlLine, DriverContext, RemoteTaskLine, TaskLines};
 pub use store::{JobCheckpoints, SavepointReply};
 pub use metadata::{CheckpointMetadata, RestoredCheckpoint, TaskEntry, checkpoint_dir};
 pub use snapshot::{

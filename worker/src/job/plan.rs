@@ -9,8 +9,7 @@ use std::sync::Arc;
 use crossbeam_channel::Sender;
 use weir_common::{ChannelKey, JobGraph, SubtaskIndex, TaskKey};
 
-use crate::checkpoint::{ControlLine, JobCheckpoints, TaskLines, TaskReport};
-use crate::control::FollowerLines;
+use crate::checkpoint::{ControlLine, JobCheckpoints, RemoteTaskLine, TaskLines, TaskReport};
 use crate::exchange::Placement;
 use crate::task::{TaskCheckpointing, TaskSetup, reachable_subtasks};
 use crate::{CancelToken, EdgeOutput, ExecutorConfig, InputChannel, VertexFactory, channel};
@@ -54,7 +53,7 @@ pub(super) fn plan(graph: &JobGraph, context: &PlanContext<'_>) -> Result<Planne
     let placement = context.config.placement.as_deref();
     let (inputs, outputs) = wire_channels(graph, placement, context)?;
     let followers = context.config.placement.clone().filter(|placement| placement.is_leader());
-    let followers = followers.map(|placement| placement as Arc<dyn FollowerLines>);
+    let followers = followers.map(|placement| placement as Arc<dyn RemoteTaskLine>);
     let mut planned = PlannedRun { tasks: Vec::new(), lines: TaskLines::new(followers), remote_tasks: BTreeSet::new() };
     let has_inputs: Vec<bool> =
         graph.vertices.iter().map(|vertex| graph.edges.iter().any(|edge| edge.target == vertex.id)).collect();
