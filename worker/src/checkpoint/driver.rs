@@ -49,7 +49,7 @@ pub enum ControlLine {
 }
 
 /// How the driver reaches a task of another process: on the leader, through
-/// that follower's control stream (`crate::control` implements it for the
+/// that follower's control stream (the control module implements it for the
 /// follower lines).
 pub trait RemoteTaskLine: Send + Sync {
     /// Sends `command` to `task`, which runs in process `process`.
