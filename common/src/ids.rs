@@ -124,6 +124,23 @@ impl fmt::Display for ChannelKey {
     }
 }
 
+/// Whether `text` is a SHA-256 as job binaries (artifacts) are named: 64
+/// lowercase hex digits. Anything else could name a path outside the
+/// artifact store, so every process checks it before it builds a path.
+pub fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+}
+
+/// Whether `text` can be a job's id in file names and logs: 1 to 64 ASCII
+/// letters, digits, `-` or `_`, not starting with `-` (the coordinator makes
+/// `job-` and 16 hex digits). A slash, a dot or a control character could
+/// leave the directory it names a file in.
+pub fn is_valid_job_id(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && !text.starts_with('-')
+        && text.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +159,19 @@ mod tests {
         assert_ne!(a, OperatorId::from_position("map", &[], 1));
         assert_ne!(a, OperatorId::from_position("map", &[a], 0));
         assert_ne!(a, OperatorId::from_position("filter", &[], 0));
+    }
+
+    #[test]
+    fn artifact_hashes_and_job_ids_that_could_leave_a_directory_are_refused() {
+        let sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        assert!(is_sha256_hex(sha));
+        for bad in ["/bin/sh", "../../x", &sha.to_uppercase(), &sha[1..], &format!("{sha}0"), ""] {
+            assert!(!is_sha256_hex(bad), "{bad}");
+        }
+        assert!(is_valid_job_id("job-00c0ffee12345678") && is_valid_job_id("wordcount_2"));
+        for bad in ["", "../etc", "a/b", "-rf", "job.1", "job\n", &"x".repeat(65)] {
+            assert!(!is_valid_job_id(bad), "{bad}");
+        }
     }
 
     #[test]

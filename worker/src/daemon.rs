@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
+use weir_common::ids::{is_sha256_hex, is_valid_job_id};
 use weir_common::launch::JobProcessEnv;
 use weir_proto::v1 as pb;
 use weir_proto::v1::coordinator_client::CoordinatorClient;
@@ -280,6 +281,7 @@ impl Worker for Service {
         request: Request<pb::DeployJobRequest>,
     ) -> Result<Response<pb::DeployJobResponse>, Status> {
         let request = request.into_inner();
+        check_deployment(&request)?;
         let binary = self.shared.artifact(&request.artifact_sha256).await?;
         let logs = self.shared.config.data_dir.join("logs");
         let stem = format!("{}-{}-{}", request.job_id, request.attempt, request.process_index);
@@ -340,6 +342,24 @@ impl Worker for Service {
         }
         Ok(Response::new(pb::CancelJobProcessResponse {}))
     }
+}
+
+/// A deployment names a file (the artifact) and log files (the job id):
+/// both must be plain names before they come near a path.
+fn check_deployment(request: &pb::DeployJobRequest) -> Result<(), Status> {
+    if !is_sha256_hex(&request.artifact_sha256) {
+        return Err(Status::invalid_argument(format!(
+            "refused a deployment: artifact {:?} is not a lowercase hex SHA-256",
+            request.artifact_sha256
+        )));
+    }
+    if !is_valid_job_id(&request.job_id) {
+        return Err(Status::invalid_argument(format!(
+            "refused a deployment: job id {:?} is not 1-64 letters, digits, '-' or '_'",
+            request.job_id
+        )));
+    }
+    Ok(())
 }
 
 /// Waits for a job process to end; its exit code, or -1 when a signal ended it.

@@ -19,8 +19,9 @@ impl Cluster {
         for id in self.waiting_jobs() {
             let Some(needed) = self.jobs.get(&id).map(|job| job.slots) else { continue };
             let free = self.free_slots_by_worker();
-            let total: u32 = free.iter().map(|(_, free)| free).sum();
-            if total < needed {
+            // Summed wide: slot counts come from the workers.
+            let total: u64 = free.iter().map(|(_, free)| u64::from(*free)).sum();
+            if total < u64::from(needed) {
                 self.wait_for_slots(&id, needed, total);
                 continue;
             }
@@ -62,8 +63,8 @@ impl Cluster {
     }
 
     /// Tells, in the job's message, why it still waits.
-    fn wait_for_slots(&mut self, id: &str, needed: u32, free: u32) {
-        let slots: u32 = self.workers.values().map(|entry| entry.slots).sum();
+    fn wait_for_slots(&mut self, id: &str, needed: u32, free: u64) {
+        let slots: u64 = self.workers.values().map(|entry| u64::from(entry.slots)).sum();
         let workers = self.workers.len();
         if let Some(job) = self.jobs.get_mut(id) {
             job.message =

@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
+use weir_common::ids::is_sha256_hex;
 use weir_proto::v1 as pb;
 
 use super::now_ms;
@@ -19,12 +20,6 @@ pub(super) type FetchStream = Pin<Box<dyn Stream<Item = Result<pb::FetchArtifact
 
 /// Artifacts are fetched in chunks of this size.
 const CHUNK: usize = 256 * 1024;
-
-/// Whether `text` is a SHA-256 as artifacts are named: 64 lowercase hex
-/// digits (anything else could name a path outside the store).
-pub(super) fn is_sha256(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|byte| byte.is_ascii_hexdigit() && !byte.is_ascii_uppercase())
-}
 
 /// The directory of the job binaries.
 pub(super) struct ArtifactStore {
@@ -43,7 +38,7 @@ impl ArtifactStore {
 
     /// Whether the artifact `sha256` was uploaded.
     pub(super) fn contains(&self, sha256: &str) -> bool {
-        is_sha256(sha256) && self.path(sha256).exists()
+        is_sha256_hex(sha256) && self.path(sha256).exists()
     }
 
     fn path(&self, sha256: &str) -> PathBuf {
@@ -76,7 +71,7 @@ impl ArtifactStore {
 
     /// Streams the artifact `sha256` in chunks.
     pub(super) async fn fetch(&self, sha256: &str) -> Result<FetchStream, Status> {
-        if !is_sha256(sha256) {
+        if !is_sha256_hex(sha256) {
             return Err(Status::invalid_argument(format!("'{sha256}' is not a lowercase hex SHA-256")));
         }
         let file = tokio::fs::File::open(self.path(sha256))
@@ -98,7 +93,7 @@ async fn upload_header(parts: &mut Streaming<pb::UploadArtifactRequest>) -> Resu
         Some(pb::UploadArtifactRequest { part: Some(pb::upload_artifact_request::Part::Header(header)) }) => header,
         _ => return Err(Status::invalid_argument("an upload starts with a header (SHA-256 and size)")),
     };
-    if !is_sha256(&header.sha256) {
+    if !is_sha256_hex(&header.sha256) {
         return Err(Status::invalid_argument(format!("'{}' is not a lowercase hex SHA-256", header.sha256)));
     }
     Ok(header)

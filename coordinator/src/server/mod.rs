@@ -4,8 +4,9 @@
 //! out what the cluster decides (`deployer`).
 //!
 //! Data directory layout: `artifacts/<sha256>` (job binaries, content
-//! addressed), `jobs.json` (the job table, rewritten atomically on every
-//! change), `checkpoints/<job-id>/` (handed to each job process as its
+//! addressed), `jobs.json` (the job table, rewritten atomically and durably
+//! on every change), `coordinator.lock` (held by the one coordinator that
+//! owns the directory), `checkpoints/<job-id>/` (handed to each job process as its
 //! checkpoint directory, so a redeployed job resumes from its latest
 //! completed checkpoint).
 
@@ -79,6 +80,15 @@ pub enum CoordinatorError {
         /// What the operating system said.
         source: std::io::Error,
     },
+    /// Another coordinator holds the data directory's lock.
+    #[error(
+        "another coordinator uses this data directory (it holds the lock on '{path}'); \
+         stop it, or give this coordinator its own --data-dir"
+    )]
+    DataDirInUse {
+        /// The lock file.
+        path: PathBuf,
+    },
     /// The gRPC server stopped with an error.
     #[error("the coordinator's server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
@@ -87,6 +97,7 @@ pub enum CoordinatorError {
 /// What the service handlers and the control loop share.
 struct Shared {
     cluster: Mutex<Cluster>,
+    jobs: job_table::JobTable,
     artifacts: ArtifactStore,
     config: CoordinatorConfig,
 }
@@ -103,8 +114,7 @@ impl Shared {
     /// Rewrites the job table; a failure is logged (the cluster goes on, but
     /// would forget jobs on a restart).
     fn persist(&self) {
-        let jobs: Vec<_> = self.cluster().jobs().cloned().collect();
-        job_table::save(&self.config.data_dir, &jobs);
+        self.jobs.save(|| self.cluster().jobs().cloned().collect());
     }
 }
 
@@ -118,12 +128,13 @@ pub async fn serve(
     ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
 ) -> Result<(), CoordinatorError> {
     let artifacts = prepare_data_dir(&config.data_dir)?;
-    let jobs = job_table::load(&config.data_dir)?;
+    let table = job_table::JobTable::open(&config.data_dir)?;
+    let jobs = table.load()?;
     if !jobs.is_empty() {
         tracing::info!(jobs = jobs.len(), "recovered the job table");
     }
     let (listener, address) = listen(config.bind).await?;
-    let shared = Arc::new(Shared { cluster: Mutex::new(Cluster::recovered(jobs)), artifacts, config });
+    let shared = Arc::new(Shared { cluster: Mutex::new(Cluster::recovered(jobs)), jobs: table, artifacts, config });
     tokio::spawn(deployer::control_loop(shared.clone()));
     tracing::info!(%address, data_dir = %shared.config.data_dir.display(), "coordinator listening");
     if let Some(ready) = ready {

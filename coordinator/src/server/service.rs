@@ -35,6 +35,12 @@ impl Service {
     }
 }
 
+
+/// The most slots one worker may offer: a slot runs a slice of a job (a
+/// thread per vertex), so more than this is a mistake or a worker that
+/// wants to attract every job.
+const MAX_SLOTS_PER_WORKER: u32 = 1024;
+
 #[tonic::async_trait]
 impl Coordinator for Service {
     async fn register_worker(
@@ -42,8 +48,11 @@ impl Coordinator for Service {
         request: Request<pb::RegisterWorkerRequest>,
     ) -> Result<Response<pb::RegisterWorkerResponse>, Status> {
         let request = request.into_inner();
-        if request.slots == 0 {
-            return Err(Status::invalid_argument("a worker needs at least one slot"));
+        if !(1..=MAX_SLOTS_PER_WORKER).contains(&request.slots) {
+            return Err(Status::invalid_argument(format!(
+                "a worker offers 1 to {MAX_SLOTS_PER_WORKER} slots, not {}",
+                request.slots
+            )));
         }
         let worker_id = self.shared.cluster().register(request.address.clone(), request.slots, Instant::now());
         tracing::info!(%worker_id, address = %request.address, slots = request.slots, "worker registered");

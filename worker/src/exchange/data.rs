@@ -133,6 +133,11 @@ pub(super) fn decode_event(request: pb::ChannelRequest) -> Result<Event, String>
     })
 }
 
+/// The most credits one grant may carry: a consumer grants its channel's
+/// capacity once and one credit per event after that, so a larger grant is
+/// a broken or hostile peer (each credit is a token held in memory).
+const MAX_GRANT: u32 = 4096;
+
 /// Producer side of one channel: opens the stream, turns credits into tokens.
 async fn run_output(
     state: &NetState,
@@ -156,6 +161,9 @@ async fn run_output(
         .into_inner();
     loop {
         match grants.message().await {
+            Ok(Some(grant)) if grant.credits > MAX_GRANT => {
+                return Err(format!("{what}: the consumer granted {} credits at once, more than a channel holds", grant.credits));
+            }
             Ok(Some(grant)) => {
                 // After its task ended the channel, nobody takes credits any
                 // more; the stream is still read to its end, since dropping

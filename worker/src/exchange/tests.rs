@@ -73,3 +73,25 @@ fn a_channel_that_breaks_off_fails_the_consuming_run() {
     assert!(run.is_cancelled(), "the run is cancelled");
     assert!(b.failure().is_some_and(|reason| reason.contains("ended before the end of its partition")));
 }
+
+#[test]
+fn a_giant_credit_grant_fails_the_producing_run_instead_of_filling_memory() {
+    let (a, b) = pair();
+    let run = CancelToken::new();
+    a.attach_run(&run);
+    // The consumer's side, by hand, so the test can grant what it likes.
+    let (events, _receiver) = crossbeam_channel::bounded(2);
+    let grants = std::sync::Arc::new(std::sync::Mutex::new(None));
+    b.state.inputs.insert(key(0, 0, 1), super::data::RemoteInput { events, capacity: 2, grants: grants.clone() });
+    let output = a.remote_output(key(0, 0, 1), 1, CancelToken::new()).expect("joined");
+    output.send(Event::Watermark(Watermark::At(1))).expect("the first grant arrived");
+    let line = super::lock(&grants).clone().expect("the producer connected");
+    line.send(Ok(weir_proto::v1::ChannelResponse { credits: u32::MAX })).expect("stream open");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !run.is_cancelled() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(run.is_cancelled(), "the producing run is cancelled");
+    let failure = a.failure().unwrap_or_default();
+    assert!(failure.contains("granted 4294967295 credits at once"), "{failure}");
+}

@@ -12,7 +12,7 @@ use crossbeam_channel::Receiver;
 use weir_common::TaskKey;
 
 use super::state::RunState;
-use crate::checkpoint::{FinalCommit, TaskReport};
+use crate::checkpoint::{CheckpointReport, FinalCommit, TaskReport};
 use crate::control::{FollowerLines, FromFollower, ToFollower, ToLeader};
 
 /// How long the leader waits for followers to close their control streams at the job's end.
@@ -51,6 +51,14 @@ impl Leader {
 
     /// A follower spoke or was lost; what is for the checkpoint driver comes back.
     pub fn on_message(&mut self, process: usize, item: FromFollower, run: &mut RunState<'_>) -> Option<TaskReport> {
+        if let FromFollower::Message(message) = &item
+            && let Some(task) = named_task(message)
+            && !self.runs_in(process, task, run)
+        {
+            let message = format!("process {process} reported on task {task}, which it does not run");
+            run.fail(run.exchange_error(message));
+            return None;
+        }
         match item {
             FromFollower::Message(ToLeader::Done { task, outcome }) => {
                 if self.remote_tasks.remove(&task) {
@@ -72,6 +80,13 @@ impl Leader {
                 None
             }
         }
+    }
+
+    /// Whether `task` is a task of the job that runs in follower `process`.
+    fn runs_in(&self, process: usize, task: TaskKey, run: &RunState<'_>) -> bool {
+        let vertex = run.graph.vertices.get(task.vertex.0 as usize);
+        vertex.is_some_and(|vertex| task.subtask < vertex.parallelism)
+            && self.slice_process.get(task.subtask) == Some(&process)
     }
 
     /// The commits of a follower's finished task stay in the follower; this
@@ -139,5 +154,15 @@ impl Leader {
         }
         self.lines.close();
         commit_failure.map_or(Ok(()), Err)
+    }
+}
+
+/// The task a follower's message is about, if any.
+fn named_task(message: &ToLeader) -> Option<TaskKey> {
+    match message {
+        ToLeader::Checkpoint(CheckpointReport::Ack { task, .. } | CheckpointReport::Decline { task, .. })
+        | ToLeader::Finished { task, .. }
+        | ToLeader::Done { task, .. } => Some(*task),
+        ToLeader::Hello { .. } | ToLeader::CommitFailed { .. } => None,
     }
 }

@@ -102,6 +102,21 @@ fn the_leader_counts_remote_task_ends_once_and_forwards_reports_to_the_driver() 
 }
 
 #[test]
+fn a_report_on_a_task_the_follower_does_not_run_fails_the_run_instead_of_the_leader() {
+    let graph = graph();
+    let lines = Arc::new(Recorder::default());
+    let (mut leader, _inbox) = leader(&lines);
+    for (process, task) in [(1, TaskKey { vertex: VertexId(9), subtask: 0 }), (1, task(7)), (2, task(1))] {
+        let mut run = RunState::new(&graph, &CancelToken::new(), None);
+        let forged = FromFollower::Message(ToLeader::Finished { task, snapshot: TaskSnapshot::default() });
+        assert!(leader.on_message(process, forged, &mut run).is_none(), "not for the driver");
+        let expected = format!("process {process} reported on task {task}, which it does not run");
+        assert!(matches!(&run.failure, Some(JobError::Exchange { message, .. }) if *message == expected));
+        assert!(run.cancel.is_cancelled());
+    }
+}
+
+#[test]
 fn a_followers_finished_task_commits_there_when_the_driver_runs_the_commit() {
     let graph = graph();
     let lines = Arc::new(Recorder::default());
