@@ -22,6 +22,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 use weir_common::ids::{is_sha256_hex, is_valid_job_id};
 use weir_common::launch::JobProcessEnv;
+use weir_proto::rpc::{self, CONTROL_CALL_DEADLINE};
 use weir_proto::v1 as pb;
 use weir_proto::v1::coordinator_client::CoordinatorClient;
 use weir_proto::v1::worker_server::{Worker, WorkerServer};
@@ -91,9 +92,10 @@ impl Shared {
     }
 
     async fn coordinator(&self) -> Result<CoordinatorClient<tonic::transport::Channel>, Status> {
-        CoordinatorClient::connect(self.config.coordinator.clone())
+        let channel = rpc::connect(&self.config.coordinator)
             .await
-            .map_err(|error| Status::unavailable(format!("cannot reach the coordinator: {error}")))
+            .map_err(|error| Status::unavailable(format!("cannot reach the coordinator at {}: {error}", self.config.coordinator)))?;
+        Ok(CoordinatorClient::new(channel))
     }
 
     /// The local path of an artifact, downloaded and verified if needed.
@@ -146,16 +148,23 @@ impl Shared {
             exit_code,
             message,
         };
-        // The coordinator may be restarting: try for a while.
-        for _ in 0..20 {
+        // Until the coordinator acknowledges: one that was away when the job
+        // ended must still learn it ended, or it would run the job again.
+        let mut wait = Duration::from_millis(100);
+        let mut tries = 0u32;
+        loop {
             if let Ok(mut client) = self.coordinator().await
-                && client.report_job_process(request.clone()).await.is_ok()
+                && client.report_job_process(rpc::with_deadline(request.clone(), CONTROL_CALL_DEADLINE)).await.is_ok()
             {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tries += 1;
+            if tries == 10 {
+                tracing::warn!(%job, attempt, "the coordinator does not take the job process's report; still trying");
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(REPORT_RETRY_MAX);
         }
-        tracing::error!(%job, attempt, "could not report the job process to the coordinator");
     }
 
     /// Ends every job process this worker runs (when the coordinator forgot
@@ -224,18 +233,18 @@ pub async fn run(
 async fn register(shared: &Shared, url: &str) -> Result<Duration, DaemonError> {
     let mut last_error = String::new();
     for _ in 0..40 {
-        match CoordinatorClient::connect(shared.config.coordinator.clone()).await {
+        match shared.coordinator().await {
             Ok(mut client) => {
                 let request = pb::RegisterWorkerRequest { address: url.to_owned(), slots: shared.config.slots };
                 let response = client
-                    .register_worker(request)
+                    .register_worker(rpc::with_deadline(request, CONTROL_CALL_DEADLINE))
                     .await
                     .map_err(|status| DaemonError::Refused(status.message().to_owned()))?;
                 let response = response.into_inner();
                 *shared.worker_id.lock().unwrap_or_else(PoisonError::into_inner) = response.worker_id;
                 return Ok(Duration::from_millis(response.heartbeat_interval_ms.max(50)));
             }
-            Err(error) => last_error = error.to_string(),
+            Err(status) => last_error = status.message().to_owned(),
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -248,6 +257,7 @@ async fn heartbeats(shared: Arc<Shared>, url: String, mut interval: Duration) {
         let known = match shared.coordinator().await {
             Ok(mut client) => {
                 let request = pb::HeartbeatRequest { worker_id: shared.worker_id() };
+                let request = rpc::with_deadline(request, CONTROL_CALL_DEADLINE);
                 client.heartbeat(request).await.map(|response| response.into_inner().known)
             }
             Err(status) => Err(status),
@@ -270,6 +280,11 @@ async fn heartbeats(shared: Arc<Shared>, url: String, mut interval: Duration) {
 struct Service {
     shared: Arc<Shared>,
 }
+
+/// The longest wait between two tries of a report the coordinator did not
+/// take: well under the coordinator's recovery hold (twice the heartbeat
+/// timeout), so a report is in before a restarted coordinator redeploys.
+const REPORT_RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// How much of a failed job process's stderr goes into its report.
 const STDERR_TAIL: usize = 2000;

@@ -31,11 +31,30 @@ impl Cluster {
         (lost, commands)
     }
 
-    /// Jobs waiting to be deployed again go back to scheduling.
-    pub fn requeue_restarting(&mut self) {
+    /// Jobs waiting to be deployed again go back to scheduling; after a
+    /// restart, those whose last deployment's end is unknown wait for the
+    /// recovery hold to pass.
+    pub fn requeue_restarting(&mut self, now: Instant) {
+        let holding = self.recovery_hold.is_some_and(|until| now < until);
         for job in self.jobs.values_mut().filter(|job| job.state == JobStatus::Restarting) {
+            if holding && job.unconfirmed.is_some() {
+                continue;
+            }
+            job.unconfirmed = None;
             job.set(JobStatus::WaitingForResources, "restarting from its latest checkpoint");
         }
+    }
+
+    /// A deployment that was running when the coordinator restarted ended:
+    /// its leader finished the job (it ends now), or anything else (it is
+    /// deployed again once the recovery hold passed).
+    fn unconfirmed_exited(&mut self, job: &str, attempt: u32, process: u32, code: i32) -> bool {
+        let Some(job) = self.jobs.get_mut(job).filter(|job| job.unconfirmed == Some(attempt)) else { return false };
+        if (process, code) == (0, 0) && job.state == JobStatus::Restarting {
+            job.unconfirmed = None;
+            job.set(JobStatus::Finished, "finished while the coordinator was away");
+        }
+        true
     }
 
     /// A job process ended with `code` (-1: killed by a signal). The leader's
@@ -44,6 +63,9 @@ impl Cluster {
     /// lost its leader or was killed ends the deployment (deployed again
     /// while attempts are left); one that fails otherwise fails the job. Returns the cancellations of the rest of it.
     pub fn process_exited(&mut self, job: &str, attempt: u32, process: u32, code: i32, message: &str) -> Vec<Command> {
+        if self.unconfirmed_exited(job, attempt, process, code) {
+            return Vec::new();
+        }
         let Some(job) = self.jobs.get_mut(job).filter(|entry| entry.is_deployment(attempt)) else {
             return Vec::new(); // A process of a deployment already given up.
         };
@@ -128,7 +150,7 @@ mod tests {
         let (lost, cancels) = cluster.expire_workers(now + Duration::from_secs(4), Duration::from_secs(3));
         assert_eq!(lost, vec![first]);
         assert_eq!(cancels, vec![Command::Cancel { job: "a".into(), worker: second.clone(), attempt: 1 }]);
-        cluster.requeue_restarting();
+        cluster.requeue_restarting(Instant::now());
         let placed = cluster.schedule();
         assert_eq!(deployed(&placed), vec![(third, 0), (second, 1)]);
         assert!(cluster.process_exited("a", 1, 0, -1, "late report of the lost deployment").is_empty());
@@ -197,5 +219,28 @@ mod tests {
         assert_eq!(state(&cluster, "killed"), Some(JobStatus::Restarting));
         assert!(cluster.cancel("killed").is_empty(), "not running: nothing to stop");
         assert_eq!(state(&cluster, "killed"), Some(JobStatus::Canceled));
+    }
+
+    #[test]
+    fn a_job_that_finished_while_the_coordinator_was_away_ends_instead_of_running_again() {
+        let now = Instant::now();
+        let running = |id: &str| {
+            let mut entry = job(id, 1);
+            (entry.state, entry.attempts) = (JobStatus::Running, 3);
+            entry
+        };
+        let hold_until = now + Duration::from_secs(6);
+        let mut cluster = Cluster::recovered(vec![running("finished"), running("lost")], hold_until);
+        cluster.register("w1".into(), 2, now);
+        // The leader of deployment 3 reports its clean exit after the restart.
+        assert!(cluster.process_exited("finished", 3, 0, 0, "").is_empty());
+        assert_eq!(state(&cluster, "finished"), Some(JobStatus::Finished));
+        // Nothing deploys the other job before the hold passes.
+        cluster.requeue_restarting(now + Duration::from_secs(1));
+        assert!(cluster.schedule().is_empty());
+        assert_eq!(state(&cluster, "lost"), Some(JobStatus::Restarting));
+        cluster.requeue_restarting(hold_until);
+        assert_eq!(deployed(&cluster.schedule()).len(), 1, "deployed again from its checkpoint");
+        assert_eq!(state(&cluster, "finished"), Some(JobStatus::Finished), "and the finished one not");
     }
 }

@@ -125,6 +125,11 @@ pub struct Job {
     pub started: u32,
     /// Deployments so far.
     pub attempts: u32,
+    /// After a coordinator restart: the deployment that was running, whose
+    /// end its worker may still report (a job that finished while the
+    /// coordinator was away must not run again).
+    #[serde(skip)]
+    pub unconfirmed: Option<u32>,
     /// Deployments lost to failures (lost workers or processes).
     #[serde(default)]
     pub losses: u32,

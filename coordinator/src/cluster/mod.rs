@@ -25,6 +25,7 @@ mod scheduling;
 mod workers;
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 pub use deployment::Joined;
 pub use job::{Job, JobStatus, MAX_LOSSES, UnknownJobStatus};
@@ -70,17 +71,24 @@ pub struct Cluster {
     workers: BTreeMap<String, Worker>,
     jobs: BTreeMap<String, Job>,
     next_worker: u64,
+    /// After a restart: until then, jobs that were deployed wait for their
+    /// workers to report how those deployments ended.
+    recovery_hold: Option<Instant>,
 }
 
 impl Cluster {
     /// A cluster that remembers `jobs` (from the coordinator's data directory):
     /// jobs that were running go back to scheduling from their latest
     /// checkpoints (their workers stop the processes they ran when they find
-    /// the new coordinator does not know them).
-    pub fn recovered(jobs: Vec<Job>) -> Self {
-        let mut cluster = Self::default();
+    /// the new coordinator does not know them), but not before `hold_until`:
+    /// until then a worker may report that a deployment finished while the
+    /// coordinator was away, and such a job ends instead of running again.
+    pub fn recovered(jobs: Vec<Job>, hold_until: Instant) -> Self {
+        let mut cluster = Self { recovery_hold: Some(hold_until), ..Self::default() };
         for mut job in jobs {
             if !job.is_terminal() {
+                let deployed = matches!(job.state, JobStatus::Deploying | JobStatus::Running);
+                job.unconfirmed = deployed.then_some(job.attempts);
                 let _ = job.undeploy();
                 job.set(JobStatus::Restarting, "coordinator restarted");
             }
@@ -135,6 +143,7 @@ mod test_support {
             joined: Vec::new(),
             started: 0,
             attempts: 0,
+            unconfirmed: None,
             losses: 0,
             submitted_at_ms: 0,
             running_since_ms: 0,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use weir_common::CheckpointId;
 use weir_common::checkpoint::layout;
+use weir_proto::rpc;
 use weir_proto::v1 as pb;
 use weir_proto::v1::worker_client::WorkerClient;
 
@@ -35,7 +36,7 @@ fn expire_and_schedule(shared: &Shared) -> Vec<Command> {
     for worker in lost {
         tracing::warn!(%worker, "worker lost: no heartbeat within the timeout");
     }
-    cluster.requeue_restarting();
+    cluster.requeue_restarting(Instant::now());
     commands.extend(cluster.schedule());
     commands
 }
@@ -58,8 +59,9 @@ async fn carry_out(shared: Arc<Shared>, command: Command) {
 async fn deploy(shared: Arc<Shared>, job: String, process: u32, worker: String, attempt: u32) {
     let Some((address, request)) = deploy_request(&shared, &job, process, &worker, attempt) else { return };
     let deployed = async {
-        let mut client = WorkerClient::connect(address).await.map_err(|error| (true, error.to_string()))?;
-        client.deploy_job(request).await.map_err(|status| (false, status.message().to_owned()))
+        let channel = rpc::connect(&address).await.map_err(|error| (true, format!("cannot reach {address}: {error}")))?;
+        let request = rpc::with_deadline(request, rpc::CONTROL_CALL_DEADLINE);
+        WorkerClient::new(channel).deploy_job(request).await.map_err(|status| (false, status.message().to_owned()))
     };
     match deployed.await {
         Ok(_) => tracing::info!(%job, %worker, attempt, process, "job process deployed"),
@@ -127,9 +129,10 @@ async fn deployment_failed(
 async fn cancel(shared: &Shared, job: String, worker: &str, attempt: u32) {
     let address = shared.cluster().worker_address(worker).map(str::to_owned);
     if let Some(address) = address
-        && let Ok(mut client) = WorkerClient::connect(address).await
+        && let Ok(channel) = rpc::connect(&address).await
     {
-        let _ = client.cancel_job_process(pb::CancelJobProcessRequest { job_id: job, attempt }).await;
+        let request = pb::CancelJobProcessRequest { job_id: job, attempt };
+        let _ = WorkerClient::new(channel).cancel_job_process(rpc::with_deadline(request, rpc::CONTROL_CALL_DEADLINE)).await;
     }
 }
 

@@ -134,7 +134,11 @@ pub async fn serve(
         tracing::info!(jobs = jobs.len(), "recovered the job table");
     }
     let (listener, address) = listen(config.bind).await?;
-    let shared = Arc::new(Shared { cluster: Mutex::new(Cluster::recovered(jobs)), jobs: table, artifacts, config });
+    // Workers notice a restarted coordinator within a heartbeat and report
+    // what ended meanwhile; twice the heartbeat timeout leaves them room.
+    let hold_until = std::time::Instant::now() + 2 * config.heartbeat_timeout;
+    let cluster = Mutex::new(Cluster::recovered(jobs, hold_until));
+    let shared = Arc::new(Shared { cluster, jobs: table, artifacts, config });
     tokio::spawn(deployer::control_loop(shared.clone()));
     tracing::info!(%address, data_dir = %shared.config.data_dir.display(), "coordinator listening");
     if let Some(ready) = ready {

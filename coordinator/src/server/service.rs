@@ -180,10 +180,11 @@ impl Coordinator for Service {
     ) -> Result<Response<pb::TriggerSavepointResponse>, Status> {
         let request = request.into_inner();
         let leader = self.running_leader(&request.job_id)?;
-        let mut client = ExchangeClient::connect(format!("http://{leader}")).await.map_err(|error| {
+        // No deadline: a savepoint of large state takes as long as it takes.
+        let channel = weir_proto::rpc::connect(&format!("http://{leader}")).await.map_err(|error| {
             Status::unavailable(format!("cannot reach the job's leader process at {leader}: {error}"))
         })?;
-        client.trigger_savepoint(request).await
+        ExchangeClient::new(channel).trigger_savepoint(request).await
     }
 }
 
@@ -245,6 +246,7 @@ fn submitted_job(request: pb::SubmitJobRequest) -> Result<Job, Status> {
         joined: Vec::new(),
         started: 0,
         attempts: 0,
+        unconfirmed: None,
         losses: 0,
         submitted_at_ms: now_ms(),
         running_since_ms: 0,

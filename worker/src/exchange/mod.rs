@@ -45,7 +45,7 @@ use dashmap::DashMap;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::Status;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use weir_common::ChannelKey;
 use weir_proto::v1 as pb;
 use weir_proto::v1::exchange_server::ExchangeServer;
@@ -192,9 +192,7 @@ impl NetState {
             return Ok(channel.clone());
         }
         let address = self.address_of(peer)?;
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|error| format!("bad exchange address {address}: {error}"))?
-            .tcp_nodelay(true);
+        let endpoint = weir_proto::rpc::endpoint(&format!("http://{address}"))?;
         let deadline = Instant::now() + PEER_TIMEOUT;
         let channel = loop {
             match endpoint.connect().await {
@@ -272,9 +270,12 @@ impl Network {
             exchange_address: self.address.to_string(),
         };
         let response = self.runtime.block_on(async {
-            let mut client = weir_proto::v1::coordinator_client::CoordinatorClient::connect(coordinator.to_owned())
+            let channel = weir_proto::rpc::connect(coordinator)
                 .await
                 .map_err(|error| format!("cannot reach the coordinator at {coordinator}: {error}"))?;
+            let mut client = weir_proto::v1::coordinator_client::CoordinatorClient::new(channel);
+            // The coordinator answers once every process joined, or gives up.
+            let request = weir_proto::rpc::with_deadline(request, 2 * PEER_TIMEOUT);
             client.join_job(request).await.map_err(|status| format!("joining the job failed: {}", status.message()))
         })?;
         let response = response.into_inner();

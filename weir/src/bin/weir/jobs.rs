@@ -11,7 +11,7 @@ use weir_proto::v1 as pb;
 use weir_proto::v1::coordinator_client::CoordinatorClient;
 
 pub async fn list(args: &ArgMatches) -> Result<ExitCode> {
-    let jobs = connect(args).await?.list_jobs(pb::ListJobsRequest {}).await?.into_inner().jobs;
+    let jobs = connect(args).await?.list_jobs(deadline(pb::ListJobsRequest {})).await?.into_inner().jobs;
     for job in jobs {
         println!("{}", describe(&job));
     }
@@ -20,14 +20,14 @@ pub async fn list(args: &ArgMatches) -> Result<ExitCode> {
 
 pub async fn status(args: &ArgMatches) -> Result<ExitCode> {
     let id = job_id(args)?;
-    let job = connect(args).await?.job_status(pb::JobStatusRequest { job_id: id }).await?.into_inner().job;
+    let job = connect(args).await?.job_status(deadline(pb::JobStatusRequest { job_id: id })).await?.into_inner().job;
     println!("{}", describe(&job.context("no job in the answer")?));
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn cancel(args: &ArgMatches) -> Result<ExitCode> {
     let id = job_id(args)?;
-    connect(args).await?.cancel_job(pb::CancelJobRequest { job_id: id.clone() }).await?;
+    connect(args).await?.cancel_job(deadline(pb::CancelJobRequest { job_id: id.clone() })).await?;
     println!("{id} canceled");
     Ok(ExitCode::SUCCESS)
 }
@@ -47,22 +47,28 @@ pub fn coordinator_url(args: &ArgMatches) -> Result<String> {
     Ok(args.get_one::<String>("coordinator").context("--coordinator")?.clone())
 }
 
+/// A short control call: an unanswered one fails instead of hanging the command.
+fn deadline<T>(message: T) -> tonic::Request<T> {
+    weir_proto::rpc::with_deadline(message, weir_proto::rpc::CONTROL_CALL_DEADLINE)
+}
+
 async fn connect(args: &ArgMatches) -> Result<CoordinatorClient<Channel>> {
     connect_to(&coordinator_url(args)?).await
 }
 
 pub async fn connect_to(url: &str) -> Result<CoordinatorClient<Channel>> {
     let url = url.to_owned();
-    CoordinatorClient::connect(url.clone()).await.map_err(|error| {
+    let channel = weir_proto::rpc::connect(&url).await.map_err(|error| {
         anyhow!("cannot reach the coordinator at {url}: {error}; start one with `weir coordinator` or pass --coordinator URL")
-    })
+    })?;
+    Ok(CoordinatorClient::new(channel))
 }
 
 /// Waits for a job to end; success when it finished.
 pub async fn wait_for_end(client: &mut CoordinatorClient<Channel>, job_id: &str) -> Result<ExitCode> {
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let job = client.job_status(pb::JobStatusRequest { job_id: job_id.to_owned() }).await?.into_inner().job;
+        let job = client.job_status(deadline(pb::JobStatusRequest { job_id: job_id.to_owned() })).await?.into_inner().job;
         let job = job.context("no job in the answer")?;
         match job.state() {
             pb::JobState::Finished => {

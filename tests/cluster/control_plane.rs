@@ -1,0 +1,109 @@
+//! The control plane against forged requests and outages: each forged or
+//! malformed request is refused with an error that names what is wrong and
+//! the cluster goes on; a job that finishes while the coordinator is down is
+//! not run again.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use weir_proto::v1 as pb;
+
+use crate::common;
+use crate::harness::*;
+
+fn deployment(artifact: &str, job_id: &str) -> pb::DeployJobRequest {
+    pb::DeployJobRequest {
+        job_id: job_id.into(),
+        attempt: 1,
+        artifact_sha256: artifact.into(),
+        args: vec!["-c".into(), "touch /tmp/weir-owned".into()],
+        graph_hash: "hash".into(),
+        process_index: 0,
+    }
+}
+
+#[test]
+fn forged_deployments_and_registrations_are_refused_and_the_cluster_still_runs_a_job() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cluster = Cluster::start(dir.path(), 1, 2)?;
+    let worker_url = cluster.workers[0].1.clone();
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (deploy_errors, register_error) = runtime.block_on(async {
+        let mut worker = pb::worker_client::WorkerClient::connect(worker_url).await?;
+        let sha = "ab".repeat(32);
+        let mut errors = Vec::new();
+        for request in [deployment("/bin/sh", "job-0000000000000001"), deployment(&sha, "../../../tmp/owned")] {
+            let refused = worker.deploy_job(request).await.expect_err("a forged deployment is refused");
+            errors.push((refused.code(), refused.message().to_owned()));
+        }
+        let mut coordinator = pb::coordinator_client::CoordinatorClient::connect(cluster.url.clone()).await?;
+        let rogue = pb::RegisterWorkerRequest { address: "http://127.0.0.1:9".into(), slots: u32::MAX };
+        let refused = coordinator.register_worker(rogue).await.expect_err("a rogue registration is refused");
+        anyhow::Ok((errors, refused.message().to_owned()))
+    })?;
+    assert_eq!(deploy_errors[0].0, tonic::Code::InvalidArgument);
+    assert!(deploy_errors[0].1.contains("artifact \"/bin/sh\" is not a lowercase hex SHA-256"), "{deploy_errors:?}");
+    assert!(deploy_errors[1].1.contains("job id \"../../../tmp/owned\" is not"), "{deploy_errors:?}");
+    let logs = dir.path().join("worker-0").join("logs");
+    assert!(!logs.read_dir()?.any(|entry| entry.is_ok()), "no log file was created");
+    assert!(register_error.contains("a worker offers 1 to 1024 slots, not 4294967295"), "{register_error}");
+    // The cluster still runs a real job to its end.
+    let output = dir.path().join("out");
+    let example = common::example_binary("event_time_windows")?;
+    let job = cluster.submit_detached(&example, 2, &generator_args("20000", output.to_str().context("path")?))?;
+    cluster.wait_for(&job, "FINISHED", &[], Duration::from_secs(60))?;
+    assert_eq!(committed(&output), group_by(&generated_readings(20_000), 1000));
+    Ok(())
+}
+
+#[test]
+fn a_second_coordinator_on_one_data_directory_refuses_to_start() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().to_str().context("path")?;
+    let (_first, _url) =
+        start(&["coordinator", "--bind", "127.0.0.1:0", "--data-dir", data], "coordinator listening on ")?;
+    let second = Command::new(WEIR).args(["coordinator", "--bind", "127.0.0.1:0", "--data-dir", data]).output()?;
+    assert!(!second.status.success(), "the second coordinator must not run");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("another coordinator uses this data directory"), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn a_job_that_finishes_while_the_coordinator_is_down_is_not_run_again() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // A fixed port, so the worker finds the restarted coordinator.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let bind = format!("127.0.0.1:{port}");
+    let data = dir.path().join("coordinator");
+    let coordinator_args = ["coordinator", "--bind", &bind, "--data-dir", data.to_str().context("path")?];
+    let (coordinator, url) = start(&coordinator_args, "coordinator listening on ")?;
+    let mut cluster =
+        Cluster { url, coordinator: Some(coordinator), workers: Vec::new(), dir: dir.path().to_path_buf() };
+    cluster.add_worker(2)?;
+    let input = dir.path().join("readings.csv");
+    let text = write_readings(&input, 200_000)?;
+    let expected = group_by(&text, 1000);
+    let example = common::example_binary("event_time_windows")?;
+    let (input, output) = (input.to_str().context("path")?, dir.path().join("out"));
+    let job = cluster.submit_detached(&example, 2, &job_args(input, output.to_str().context("path")?))?;
+    cluster.wait_for(&job, "RUNNING", &[], Duration::from_secs(30))?;
+    drop(cluster.coordinator.take());
+    let down = std::time::Instant::now();
+    // The job ends meanwhile: all of its output is committed.
+    while committed(&output) != expected {
+        anyhow::ensure!(down.elapsed() < Duration::from_secs(60), "the job did not finish without its coordinator");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(15).saturating_sub(down.elapsed()));
+    let (restarted, _) = start(&coordinator_args, "coordinator listening on ")?;
+    cluster.coordinator = Some(restarted);
+    let status = cluster.wait_for(&job, "FINISHED", &[], Duration::from_secs(30))?;
+    assert!(status.contains("attempts=1"), "deployed once only: {status}");
+    // Past the recovery hold, nothing runs the job again.
+    std::thread::sleep(Duration::from_secs(7));
+    assert!(cluster.status(&job)?.contains(" FINISHED "), "still finished");
+    assert_eq!(committed(&output), expected, "nothing lost, nothing twice");
+    Ok(())
+}
