@@ -107,3 +107,29 @@ fn a_job_that_finishes_while_the_coordinator_is_down_is_not_run_again() -> Resul
     assert_eq!(committed(&output), expected, "nothing lost, nothing twice");
     Ok(())
 }
+
+#[test]
+fn uploads_larger_than_the_limit_or_than_their_header_are_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cluster = Cluster::start(dir.path(), 0, 1)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let refusals = runtime.block_on(async {
+        let mut client = pb::coordinator_client::CoordinatorClient::connect(cluster.url.clone()).await?;
+        let mut refusals = Vec::new();
+        for (size, chunk) in [(u64::MAX, vec![0u8; 16]), (4, vec![0u8; 1024])] {
+            let header = pb::ArtifactHeader { sha256: "c".repeat(64), size };
+            let parts = vec![
+                pb::UploadArtifactRequest { part: Some(pb::upload_artifact_request::Part::Header(header)) },
+                pb::UploadArtifactRequest { part: Some(pb::upload_artifact_request::Part::Chunk(chunk)) },
+            ];
+            let refused = client.upload_artifact(tokio_stream::iter(parts)).await.expect_err("refused");
+            refusals.push(refused.message().to_owned());
+        }
+        anyhow::Ok(refusals)
+    })?;
+    assert!(refusals[0].contains("larger than the 1073741824 bytes the coordinator accepts"), "{refusals:?}");
+    assert!(refusals[1].contains("more than the 4 bytes its header announced"), "{refusals:?}");
+    let artifacts = dir.path().join("coordinator").join("artifacts");
+    assert_eq!(artifacts.read_dir()?.count(), 0, "nothing stored, no temporary file left");
+    Ok(())
+}

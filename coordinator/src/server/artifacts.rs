@@ -18,6 +18,14 @@ use super::now_ms;
 /// The chunks of an artifact, as the `FetchArtifact` call streams them.
 pub(super) type FetchStream = Pin<Box<dyn Stream<Item = Result<pb::FetchArtifactResponse, Status>> + Send>>;
 
+/// The largest job binary accepted (debug builds of the examples are
+/// 40-55 MB, release builds about 20 MB).
+pub(super) const MAX_ARTIFACT_BYTES: u64 = 1 << 30;
+
+/// Longest time an upload may take; a stalled client does not hold a
+/// temporary file and a connection forever.
+const UPLOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Artifacts are fetched in chunks of this size.
 const CHUNK: usize = 256 * 1024;
 
@@ -54,8 +62,9 @@ impl ArtifactStore {
             return Ok(header.sha256);
         }
         let temporary = target.with_extension(format!("upload-{}", now_ms()));
-        let received = receive(&mut parts, &header, &temporary)
+        let received = tokio::time::timeout(UPLOAD_TIMEOUT, receive(&mut parts, &header, &temporary))
             .await
+            .unwrap_or_else(|_| Err(Status::deadline_exceeded(format!("the upload took longer than {UPLOAD_TIMEOUT:?}"))))
             .and_then(|received| std::fs::rename(&temporary, &target).map(|()| received).map_err(io_status));
         match received {
             Ok(bytes) => {
@@ -96,6 +105,12 @@ async fn upload_header(parts: &mut Streaming<pb::UploadArtifactRequest>) -> Resu
     if !is_sha256_hex(&header.sha256) {
         return Err(Status::invalid_argument(format!("'{}' is not a lowercase hex SHA-256", header.sha256)));
     }
+    if header.size > MAX_ARTIFACT_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "a job binary of {} bytes is larger than the {MAX_ARTIFACT_BYTES} bytes the coordinator accepts",
+            header.size
+        )));
+    }
     Ok(header)
 }
 
@@ -112,8 +127,14 @@ async fn receive(
         let Some(pb::upload_artifact_request::Part::Chunk(chunk)) = part.part else {
             return Err(Status::invalid_argument("a second header in one upload"));
         };
-        hasher.update(&chunk);
         received += chunk.len() as u64;
+        if received > header.size {
+            return Err(Status::invalid_argument(format!(
+                "the upload sent more than the {} bytes its header announced",
+                header.size
+            )));
+        }
+        hasher.update(&chunk);
         file.write_all(&chunk).await.map_err(io_status)?;
     }
     file.flush().await.map_err(io_status)?;

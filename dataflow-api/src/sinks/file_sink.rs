@@ -7,7 +7,9 @@
 //! barrier `c` the file is synced and renamed to the hidden pending file
 //! `.part-<run>-<subtask>-<n>.pending` (pre-commit), and the checkpoint records
 //! it. Only when checkpoint `c` completes do pending files become visible as
-//! `part-<run>-<subtask>-<n>` (commit, an atomic rename). At the end of input
+//! `part-<run>-<subtask>-<n>` (commit, an atomic rename). Both renames are
+//! made durable by syncing the directory, so no crash point loses a pending
+//! file a checkpoint recorded or undoes a commit. At the end of input
 //! everything left is committed: at once without checkpointing; with it, once
 //! a checkpoint records the finished task's pending files or the job
 //! succeeds, so a failure elsewhere in the job cannot replay records whose
@@ -136,6 +138,8 @@ impl ExactlyOnceFileSink {
         let pending = PendingFile { pending: format!(".{name}.pending"), committed: name };
         let target = self.dir.join(&pending.pending);
         std::fs::rename(&in_progress, &target).map_err(|error| self.io_error("pre-commit", &in_progress, error))?;
+        // The checkpoint records the pending file: the rename must survive a crash.
+        sync_dir(&self.dir).map_err(|error| self.io_error("sync", &self.dir, error))?;
         Ok(Some(pending))
     }
 
@@ -150,10 +154,16 @@ impl ExactlyOnceFileSink {
 fn commit_file(dir: &Path, file: &PendingFile) -> Result<(), String> {
     let (pending, committed) = (dir.join(&file.pending), dir.join(&file.committed));
     match std::fs::rename(&pending, &committed) {
-        Ok(()) => Ok(()),
+        // Once the checkpoint counts it committed, a crash must not undo it.
+        Ok(()) => sync_dir(dir).map_err(|error| format!("cannot sync '{}': {error}", dir.display())),
         Err(_) if committed.exists() => Ok(()),
         Err(error) => Err(format!("cannot commit '{}': {error}", pending.display())),
     }
+}
+
+/// Makes the renames in `dir` durable (a rename is a change of the directory).
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 impl<T: std::fmt::Display + Send> Push<T> for ExactlyOnceFileSink {

@@ -63,8 +63,10 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(30);
 /// What a follower sent (or its loss), by the follower's process index.
 type FollowerItem = (usize, FromFollower);
 
-/// Largest frame accepted: a batch of 1,024 large records.
-const MAX_FRAME: usize = 256 * 1024 * 1024;
+/// Largest frame accepted, either way: a batch of 1,024 records of 64 KiB.
+/// A larger frame is refused by the transport and fails its channel (it
+/// would otherwise make the receiver allocate whatever a peer claims).
+const MAX_FRAME: usize = 64 * 1024 * 1024;
 
 /// Where this process stands in a job spread over several processes.
 pub struct Placement {
