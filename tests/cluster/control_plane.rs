@@ -133,3 +133,19 @@ fn uploads_larger_than_the_limit_or_than_their_header_are_refused() -> Result<()
     assert_eq!(artifacts.read_dir()?.count(), 0, "nothing stored, no temporary file left");
     Ok(())
 }
+
+#[test]
+fn a_job_that_sets_its_own_checkpoint_directory_is_refused_at_submit() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cluster = Cluster::start(dir.path(), 1, 2)?;
+    let example = common::example_binary("event_time_windows")?;
+    let elsewhere = dir.path().join("elsewhere");
+    let flag = format!("--checkpoint-dir={}", elsewhere.display());
+    let args = ["submit", example.to_str().context("path")?, "--", "--generate", "1000", &flag];
+    let refused = cluster.weir(&args)?;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("set --checkpoint-dir, which the cluster sets itself"), "{stderr}");
+    assert!(String::from_utf8_lossy(&cluster.weir(&["list"])?.stdout).trim().is_empty(), "no job was created");
+    Ok(())
+}

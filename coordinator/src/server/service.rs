@@ -228,6 +228,7 @@ impl Service {
 
 /// The job a submission asks for, with a fresh id; its graph must be valid.
 fn submitted_job(request: pb::SubmitJobRequest) -> Result<Job, Status> {
+    check_engine_flags(&request.args)?;
     let graph = request.graph.ok_or_else(|| Status::invalid_argument("a submission needs the job graph"))?;
     let domain = weir_common::JobGraph::try_from(graph.clone())
         .map_err(|error| Status::invalid_argument(format!("the job graph is invalid: {error}")))?;
@@ -251,6 +252,27 @@ fn submitted_job(request: pb::SubmitJobRequest) -> Result<Job, Status> {
         submitted_at_ms: now_ms(),
         running_since_ms: 0,
     })
+}
+
+/// The flags the coordinator sets for every job process; the engine takes the
+/// last of a repeated flag, so a user's copy would win and point a job's
+/// recovery at checkpoints other than those it writes (issue: a restarted
+/// job replayed its whole input next to committed output).
+const COORDINATOR_FLAGS: [&str; 2] = ["--checkpoint-dir", "--from-checkpoint"];
+
+/// Refuses job arguments that set a flag the coordinator owns (engine flags
+/// end at a `--`; what follows is the job's own).
+fn check_engine_flags(args: &[String]) -> Result<(), Status> {
+    let engine = args.iter().take_while(|arg| *arg != "--");
+    let owned = engine.map(|arg| arg.split('=').next().unwrap_or(arg)).find(|flag| COORDINATOR_FLAGS.contains(flag));
+    match owned {
+        Some(flag) => Err(Status::invalid_argument(format!(
+            "the job's arguments set {flag}, which the cluster sets itself: it keeps each job's checkpoints \
+             and restores from them on failover; drop the flag (start from a savepoint with \
+             `weir submit --from-savepoint PATH`)"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// A job id (`job-` and 16 hex digits) from the artifact, the clock and a
