@@ -58,10 +58,18 @@ fn bind_flag(default: &'static str) -> Arg {
     Arg::new("bind").long("bind").value_name("ADDR").default_value(default).value_parser(value_parser!(SocketAddr))
 }
 
+fn open_cluster_flag() -> Arg {
+    Arg::new("open-cluster").long("open-cluster").action(clap::ArgAction::SetTrue).help(
+        "listen on a non-loopback address although the cluster has no authentication or TLS: \
+         anyone who reaches it can run programs on its workers",
+    )
+}
+
 fn coordinator() -> Command {
     Command::new("coordinator")
         .about("Run the coordinator")
         .arg(bind_flag("127.0.0.1:6123"))
+        .arg(open_cluster_flag())
         .arg(data_dir_flag("weir-data/coordinator"))
         .arg(
             Arg::new("heartbeat-interval-ms")
@@ -94,6 +102,7 @@ fn worker() -> Command {
         )
         .arg(data_dir_flag("weir-data/worker"))
         .arg(bind_flag("127.0.0.1:0"))
+        .arg(open_cluster_flag())
 }
 
 fn submit() -> Command {
