@@ -380,3 +380,30 @@ fn rolling_aggregates_give_the_same_results_on_rocksdb() {
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).expect("list").collect();
     assert!(leftovers.is_empty(), "RocksDB directories left behind: {leftovers:?}");
 }
+
+#[test]
+fn a_task_that_ignores_its_cancellation_is_given_up_after_the_timeout() {
+    let env = StreamEnv::new();
+    env.set_parallelism(1).set_task_cancellation_timeout(Duration::from_millis(300));
+    let (started, started_rx) = std::sync::mpsc::sync_channel(1);
+    env.from_sequence(0..10)
+        .map(move |n| {
+            let _ = started.try_send(());
+            // Blocks without looking at the job's cancellation.
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+                if n > 100 {
+                    break n;
+                }
+            }
+        })
+        .discard();
+    let client = env.execute_async("stuck").expect("starts");
+    started_rx.recv_timeout(Duration::from_secs(10)).expect("the map runs");
+    client.cancel();
+    let cancelled = Instant::now();
+    let error = client.wait().expect_err("the stuck task fails the job").to_string();
+    assert!(cancelled.elapsed() < Duration::from_secs(10), "the job ended instead of waiting for the task");
+    assert!(error.contains("did not stop within 300ms of the run's cancellation"), "{error}");
+    assert!(error.contains("v0-0"), "names the task: {error}");
+}

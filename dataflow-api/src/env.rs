@@ -178,6 +178,15 @@ impl StreamEnv {
         self
     }
 
+    /// How long tasks have to stop once the job is cancelled or fails before
+    /// the run gives up on them and abandons their threads (Flink's
+    /// `task.cancellation.timeout`, 180 s by default). A user function that
+    /// blocks without end is what this guards against.
+    pub fn set_task_cancellation_timeout(&self, timeout: Duration) -> &Self {
+        self.inner.borrow_mut().executor.cancellation_timeout = timeout;
+        self
+    }
+
     /// The longest a record may wait in a partly filled batch before it is
     /// sent on (default 100 ms).
     pub fn set_buffer_timeout(&self, timeout: Duration) -> &Self {

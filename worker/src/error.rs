@@ -103,6 +103,20 @@ pub enum JobError {
         /// Which connection failed and why.
         message: String,
     },
+    /// Tasks did not stop after the run was cancelled (Flink's task
+    /// cancellation watchdog): their threads are abandoned.
+    #[error(
+        "job '{job}': tasks {tasks:?} did not stop within {timeout:?} of the run's cancellation; \
+         their threads are abandoned (a user function that blocks without end keeps them)"
+    )]
+    CancellationTimeout {
+        /// The job's name, as given to `execute`.
+        job: String,
+        /// The stuck tasks, as `vertex-subtask`.
+        tasks: Vec<String>,
+        /// How long they had.
+        timeout: std::time::Duration,
+    },
     /// The operating system refused a thread for a task.
     #[error("could not start a thread for task '{task}': {source}")]
     Spawn {

@@ -52,6 +52,9 @@ pub struct ExecutorConfig {
     /// Where this process stands when the job runs in several processes of
     /// a cluster; `None` runs every task here.
     pub placement: Option<Arc<Placement>>,
+    /// How long tasks have to stop once their run is cancelled before the
+    /// run gives up on them (Flink's `task.cancellation.timeout`).
+    pub cancellation_timeout: Duration,
 }
 
 impl Default for ExecutorConfig {
@@ -62,6 +65,7 @@ impl Default for ExecutorConfig {
             checkpoints: None,
             restart: RestartStrategy::None,
             placement: None,
+            cancellation_timeout: Duration::from_secs(180),
         }
     }
 }
@@ -142,7 +146,10 @@ impl LocalExecutor {
                 // The processes of a cluster job run once: the coordinator
                 // deploys the whole job again (see `launch::EXIT_RESTART`).
                 _ if self.config.placement.is_some() => return Err(error),
-                JobError::Cancelled(_) | JobError::Spawn { .. } => return Err(error),
+                // Abandoned threads may still hold what a new run needs.
+                JobError::Cancelled(_) | JobError::Spawn { .. } | JobError::CancellationTimeout { .. } => {
+                    return Err(error);
+                }
                 _ if cancel.is_cancelled() => return Err(error),
                 JobError::RestoreFailed { .. } => {
                     let storage = self.config.checkpoints.as_ref().map(|settings| &settings.storage);

@@ -51,6 +51,7 @@ struct Run<'a> {
     driver: Option<CheckpointDriver<'a>>,
     job: &'a mut JobCheckpoints,
     reports: Receiver<TaskReport>,
+    cancellation_timeout: Duration,
 }
 
 impl LocalExecutor {
@@ -87,6 +88,7 @@ impl LocalExecutor {
         let spawned = spawn_tasks(tasks, &self.config, &state.cancel);
         state.failure = spawned.failure;
         state.running = spawned.threads.len();
+        state.local_tasks = spawned.threads.iter().map(|(task, _)| *task).collect();
         let mut role = role;
         if let Role::Leader(leader) = &mut role {
             state.running += leader.await_remote(remote_tasks);
@@ -97,7 +99,8 @@ impl LocalExecutor {
             }
             _ => None,
         };
-        let mut run = Run { state, role, lines: &lines, driver, job, reports: report_rx };
+        let timeout = self.config.cancellation_timeout;
+        let mut run = Run { state, role, lines: &lines, driver, job, reports: report_rx, cancellation_timeout: timeout };
         run.event_loop(&spawned.ends, commands);
         run.finish(spawned.threads)
     }
@@ -148,6 +151,9 @@ impl Run<'_> {
                 Some(Happening::Follower(process, item)) => self.on_follower(process, item),
                 Some(Happening::Leader(item)) => self.on_leader(item),
                 None => {}
+            }
+            if self.give_up_on_stuck_tasks() {
+                break;
             }
             self.take_commands(commands);
             self.tick();
@@ -202,6 +208,17 @@ impl Run<'_> {
         }
     }
 
+    /// Tasks that ignore their run's cancellation are given up on, so the
+    /// run ends (a cluster process then exits, and its threads with it).
+    fn give_up_on_stuck_tasks(&mut self) -> bool {
+        let Some(stuck) = self.state.stuck_tasks(self.cancellation_timeout) else { return false };
+        let tasks: Vec<String> = stuck.iter().map(TaskKey::to_string).collect();
+        tracing::error!(job = %self.state.graph.name, ?tasks, "tasks did not stop after the cancellation");
+        let (job, timeout) = (self.state.graph.name.clone(), self.cancellation_timeout);
+        self.state.failure = Some(JobError::CancellationTimeout { job, tasks, timeout });
+        true
+    }
+
     /// Between happenings: checkpoints fall due, and a failing leader cancels its followers.
     fn tick(&mut self) {
         let state = &mut self.state;
@@ -218,7 +235,7 @@ impl Run<'_> {
 
     /// Every task ended: settle the run's outcome with the other processes
     /// and wait for the task threads.
-    fn finish(mut self, threads: Vec<JoinHandle<()>>) -> RunOutcome {
+    fn finish(mut self, threads: Vec<(TaskKey, JoinHandle<()>)>) -> RunOutcome {
         // A task reports before it returns, but the two lines are separate:
         // what the last tasks reported may still wait here.
         if self.driver.is_some() {
@@ -245,7 +262,8 @@ impl Run<'_> {
         if state.cancelled && state.failure.is_none() {
             state.failure = Some(JobError::Cancelled(state.graph.name.clone()));
         }
-        for thread in threads {
+        // Stuck threads are left to themselves: joining them would never end.
+        for (_, thread) in threads.into_iter().filter(|(task, _)| !state.local_tasks.contains(task)) {
             // Task threads catch their own panics; a join error cannot carry news.
             let _ = thread.join();
         }

@@ -20,6 +20,10 @@ pub(super) struct RunState<'g> {
     pub running: usize,
     /// The checkpoint the run restored from, named when a restore fails.
     restored_from: u64,
+    /// Tasks of this process that have not ended.
+    pub local_tasks: std::collections::BTreeSet<TaskKey>,
+    /// When the run was first seen cancelled: the watchdog counts from it.
+    cancelled_at: Option<std::time::Instant>,
 }
 
 impl<'g> RunState<'g> {
@@ -32,7 +36,19 @@ impl<'g> RunState<'g> {
             cancelled: false,
             running: 0,
             restored_from: restored_from.unwrap_or(0),
+            local_tasks: Default::default(),
+            cancelled_at: None,
         }
+    }
+
+    /// The tasks of this process still running `timeout` after the run was
+    /// cancelled, if any (Flink's task cancellation watchdog).
+    pub fn stuck_tasks(&mut self, timeout: std::time::Duration) -> Option<Vec<TaskKey>> {
+        if !self.cancel.is_cancelled() || self.local_tasks.is_empty() {
+            return None;
+        }
+        let since = *self.cancelled_at.get_or_insert_with(std::time::Instant::now);
+        (since.elapsed() > timeout).then(|| self.local_tasks.iter().copied().collect())
     }
 
     /// Records `error` unless an earlier failure is the root cause, and cancels the run.
@@ -53,6 +69,7 @@ impl<'g> RunState<'g> {
     /// cause; cancellations only follow one.
     pub fn task_ended(&mut self, task: TaskKey, result: Result<(), TaskError>) {
         self.running = self.running.saturating_sub(1);
+        self.local_tasks.remove(&task);
         let vertex = self.graph.vertex(task.vertex);
         let (name, subtask) = (&vertex.name, SubtaskIndex { index: task.subtask, parallelism: vertex.parallelism });
         let job = &self.graph.name;

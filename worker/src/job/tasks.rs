@@ -19,7 +19,7 @@ pub(super) type TaskEnd = (TaskKey, Result<(), TaskError>);
 /// The threads started, where their ends arrive, and the failure to start
 /// one (which cancels the run).
 pub(super) struct Spawned {
-    pub threads: Vec<JoinHandle<()>>,
+    pub threads: Vec<(TaskKey, JoinHandle<()>)>,
     pub ends: Receiver<TaskEnd>,
     pub failure: Option<JobError>,
 }
@@ -30,8 +30,8 @@ pub(super) fn spawn_tasks(tasks: Vec<PlannedTask>, config: &ExecutorConfig, canc
     for task in tasks {
         let name = format!("{} ({})", task.setup.task_name, task.setup.subtask);
         let (end_tx, config, task_cancel) = (end_tx.clone(), config.clone(), cancel.clone());
+        let key = TaskKey { vertex: task.setup.vertex, subtask: task.setup.subtask.index };
         let spawned = std::thread::Builder::new().name(name.clone()).spawn(move || {
-            let key = TaskKey { vertex: task.setup.vertex, subtask: task.setup.subtask.index };
             let result = run_task(task, &config, &task_cancel);
             if result.is_err() {
                 task_cancel.cancel();
@@ -40,7 +40,7 @@ pub(super) fn spawn_tasks(tasks: Vec<PlannedTask>, config: &ExecutorConfig, canc
             let _ = end_tx.send((key, result));
         });
         match spawned {
-            Ok(handle) => threads.push(handle),
+            Ok(handle) => threads.push((key, handle)),
             Err(source) => {
                 cancel.cancel();
                 return Spawned { threads, ends, failure: Some(JobError::Spawn { task: name, source }) };
