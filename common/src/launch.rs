@@ -31,6 +31,10 @@ pub const ATTEMPT_ENV: &str = "WEIR_ATTEMPT";
 pub const PROCESS_INDEX_ENV: &str = "WEIR_PROCESS_INDEX";
 /// Task mode: the host the process serves its exchange on (the worker's bind address).
 pub const EXCHANGE_HOST_ENV: &str = "WEIR_EXCHANGE_HOST";
+/// Task mode: when earlier runs of the job failed, epoch milliseconds
+/// separated by commas, oldest first (the leader's restart strategy decides
+/// on the next failure with them).
+pub const FAILURE_TIMES_ENV: &str = "WEIR_FAILURE_TIMES";
 
 /// Exit code of a job process whose run failed and should be deployed again
 /// (from the latest checkpoint): the job's restart strategy allows it, or the
@@ -60,6 +64,8 @@ pub struct JobProcessEnv {
     pub process_index: u32,
     /// Where the process serves its exchange.
     pub exchange_host: String,
+    /// When earlier runs of the job failed (epoch ms, oldest first).
+    pub failure_times_ms: Vec<u64>,
 }
 
 /// A task-mode variable is missing or malformed.
@@ -85,6 +91,7 @@ impl JobProcessEnv {
             (ATTEMPT_ENV, self.attempt.to_string()),
             (PROCESS_INDEX_ENV, self.process_index.to_string()),
             (EXCHANGE_HOST_ENV, self.exchange_host.clone()),
+            (FAILURE_TIMES_ENV, self.failure_times_ms.iter().map(u64::to_string).collect::<Vec<_>>().join(",")),
         ]
     }
 
@@ -107,8 +114,23 @@ impl JobProcessEnv {
             attempt: number(ATTEMPT_ENV)?,
             process_index: number(PROCESS_INDEX_ENV)?,
             exchange_host: lookup(EXCHANGE_HOST_ENV).unwrap_or_else(|| "127.0.0.1".into()),
+            failure_times_ms: failure_times(lookup(FAILURE_TIMES_ENV).as_deref().unwrap_or(""))?,
         }))
     }
+}
+
+/// At most this many failure times are read: the coordinator keeps 64.
+const MAX_FAILURE_TIMES: usize = 1024;
+
+fn failure_times(text: &str) -> Result<Vec<u64>, LaunchError> {
+    let times: Vec<&str> = text.split(',').filter(|time| !time.is_empty()).collect();
+    if times.len() > MAX_FAILURE_TIMES {
+        return Err(LaunchError(format!("{FAILURE_TIMES_ENV} lists more than {MAX_FAILURE_TIMES} times")));
+    }
+    times
+        .iter()
+        .map(|time| time.parse().map_err(|_| LaunchError(format!("{FAILURE_TIMES_ENV} holds '{time}', not a time"))))
+        .collect()
 }
 
 #[cfg(test)]
@@ -126,6 +148,7 @@ mod tests {
             attempt: 2,
             process_index: 1,
             exchange_host: "10.0.0.5".into(),
+            failure_times_ms: vec![1_700_000_000_000, 1_700_000_060_000],
         }
     }
 

@@ -421,13 +421,6 @@ struct CheckpointOptions {
     retain_on_cancel: bool,
 }
 
-/// The restart strategy of a checkpointed job that sets none.
-const DEFAULT_RESTARTS: RestartStrategy = RestartStrategy::ExponentialDelay {
-    initial: Duration::from_secs(1),
-    max: Duration::from_secs(60),
-    multiplier: 1.5,
-    attempts: 10,
-};
 
 impl EnvState {
     fn executor_config(&self, name: &str) -> Result<ExecutorConfig> {
@@ -455,7 +448,7 @@ impl EnvState {
         };
         config.restart = match (&self.restart, &config.checkpoints) {
             (Some(strategy), _) => strategy.clone(),
-            (None, Some(_)) => DEFAULT_RESTARTS,
+            (None, Some(_)) => RestartStrategy::DEFAULT_WITH_CHECKPOINTS,
             (None, None) => RestartStrategy::None,
         };
         Ok(config)

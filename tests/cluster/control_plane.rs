@@ -20,6 +20,7 @@ fn deployment(artifact: &str, job_id: &str) -> pb::DeployJobRequest {
         args: vec!["-c".into(), "touch /tmp/weir-owned".into()],
         graph_hash: "hash".into(),
         process_index: 0,
+        failure_times_ms: Vec::new(),
     }
 }
 

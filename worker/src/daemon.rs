@@ -312,6 +312,7 @@ impl Worker for Service {
             attempt: request.attempt,
             process_index: request.process_index,
             exchange_host: self.shared.config.bind.ip().to_string(),
+            failure_times_ms: request.failure_times_ms.clone(),
         };
         let child = tokio::process::Command::new(&binary)
             .args(&request.args)

@@ -67,7 +67,8 @@ fn join_deployment(env: &JobProcessEnv, job: &str) -> Result<Arc<Placement>, Str
     let network = Network::bind(&env.exchange_host)?;
     let (run_id, slice_process) = network.join(&env.coordinator, &env.job_id, env.attempt, process)?;
     tracing::info!(job, process, %run_id, exchange = %network.address(), "joined the job's deployment");
-    Ok(Arc::new(Placement { run_id, process, attempt: env.attempt, slice_process, network }))
+    let failure_times_ms = env.failure_times_ms.clone();
+    Ok(Arc::new(Placement { run_id, process, attempt: env.attempt, failure_times_ms, slice_process, network }))
 }
 
 /// Ends this process when its worker (its parent) is gone, so a lost worker
@@ -90,16 +91,18 @@ fn watch_worker(worker: u32) {
 /// A failed run of a cluster job: a follower leaves the decision to the
 /// leader, unless the leader vanished (then the deployment is lost and the
 /// coordinator deploys it again); the leader applies the job's restart
-/// strategy (the attempt is the deployment's number) and, if it allows
-/// another run, exits with [`EXIT_RESTART`] so that the coordinator deploys
-/// the job again from its latest checkpoint. Otherwise it returns, and the
-/// error ends the process as usual.
+/// strategy (on the job's failure history, which the coordinator keeps, and
+/// this failure) and, if it allows another run, exits with [`EXIT_RESTART`]
+/// so that the coordinator deploys the job again from its latest
+/// checkpoint. Otherwise it returns, and the error ends the process as usual.
 pub fn exit_for_redeployment(placement: &Placement, restart: &RestartStrategy, error: &JobError) {
     if !placement.is_leader() {
         eprintln!("{error}");
         std::process::exit(if placement.network.leader_lost() { EXIT_RESTART } else { EXIT_ENDED_BY_LEADER });
     }
-    if let Some(delay) = restart.delay(placement.attempt) {
+    let mut failures = placement.failure_times_ms.clone();
+    failures.push(crate::job::epoch_ms());
+    if let Some(delay) = restart.delay_after(&failures) {
         tracing::error!(%error, ?delay, "the run failed; the job will be deployed again");
         eprintln!("{error}");
         std::thread::sleep(delay);

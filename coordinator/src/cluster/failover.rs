@@ -62,7 +62,15 @@ impl Cluster {
     /// restart strategy allowed it), anything else failed. A follower that
     /// lost its leader or was killed ends the deployment (deployed again
     /// while attempts are left); one that fails otherwise fails the job. Returns the cancellations of the rest of it.
-    pub fn process_exited(&mut self, job: &str, attempt: u32, process: u32, code: i32, message: &str) -> Vec<Command> {
+    pub fn process_exited(
+        &mut self,
+        job: &str,
+        attempt: u32,
+        process: u32,
+        code: i32,
+        message: &str,
+        now_ms: u64,
+    ) -> Vec<Command> {
         if self.unconfirmed_exited(job, attempt, process, code) {
             return Vec::new();
         }
@@ -82,6 +90,7 @@ impl Cluster {
             (_, 0) | (1.., EXIT_ENDED_BY_LEADER) => Vec::new(),
             (1.., EXIT_RESTART) => others(job.lost(format!("process {process} lost the job's leader"))),
             (0, EXIT_RESTART) => {
+                job.record_failure(now_ms);
                 job.set(JobStatus::Restarting, format!("the run failed and is restarted: {}", message.trim()));
                 others(job.undeploy())
             }
@@ -153,11 +162,11 @@ mod tests {
         cluster.requeue_restarting(Instant::now());
         let placed = cluster.schedule();
         assert_eq!(deployed(&placed), vec![(third, 0), (second, 1)]);
-        assert!(cluster.process_exited("a", 1, 0, -1, "late report of the lost deployment").is_empty());
+        assert!(cluster.process_exited("a", 1, 0, -1, "late report of the lost deployment", 0).is_empty());
         assert_eq!(state(&cluster, "a"), Some(JobStatus::Deploying), "stale reports are ignored");
-        cluster.process_exited("a", 2, 1, 0, "");
+        cluster.process_exited("a", 2, 1, 0, "", 0);
         assert_eq!(state(&cluster, "a"), Some(JobStatus::Deploying), "followers do not decide");
-        cluster.process_exited("a", 2, 0, 0, "");
+        cluster.process_exited("a", 2, 0, 0, "", 0);
         assert_eq!(state(&cluster, "a"), Some(JobStatus::Finished));
     }
 
@@ -169,9 +178,9 @@ mod tests {
         cluster.register("w2".into(), 1, now);
         cluster.submit(job("a", 2));
         cluster.schedule();
-        assert!(cluster.process_exited("a", 1, 1, EXIT_ENDED_BY_LEADER, "").is_empty());
+        assert!(cluster.process_exited("a", 1, 1, EXIT_ENDED_BY_LEADER, "", 0).is_empty());
         assert_eq!(state(&cluster, "a"), Some(JobStatus::Deploying), "the leader decides");
-        let cancels = cluster.process_exited("a", 1, 1, EXIT_RESTART, "lost the leader");
+        let cancels = cluster.process_exited("a", 1, 1, EXIT_RESTART, "lost the leader", 0);
         assert_eq!(cancels, vec![Command::Cancel { job: "a".into(), worker: first, attempt: 1 }]);
         assert_eq!(state(&cluster, "a"), Some(JobStatus::Restarting));
     }
@@ -188,7 +197,7 @@ mod tests {
         // while process 1 already runs; its late join and exit are ignored.
         cluster.deploy_failed("a", 1, &w1, true, "unreachable".into());
         assert!(cluster.join("a", 1, 1, "h:2".into()).is_err());
-        assert!(cluster.process_exited("a", 1, 1, 1, "joining failed").is_empty());
+        assert!(cluster.process_exited("a", 1, 1, 1, "joining failed", 0).is_empty());
         assert_eq!(state(&cluster, "a"), Some(JobStatus::WaitingForResources));
     }
 
@@ -205,17 +214,19 @@ mod tests {
         for id in ["bad", "retry", "killed"] {
             cluster.join(id, 1, 0, "h:1".into()).expect("deployed");
         }
-        cluster.process_exited("unjoined", 1, 0, 1, "cannot reach the coordinator");
+        cluster.process_exited("unjoined", 1, 0, 1, "cannot reach the coordinator", 0);
         assert_eq!(
             state(&cluster, "unjoined"),
             Some(JobStatus::Restarting),
             "a process that never joined failed its deployment, not the job"
         );
-        cluster.process_exited("bad", 1, 0, 1, "operator 'Map' failed");
+        cluster.process_exited("bad", 1, 0, 1, "operator 'Map' failed", 0);
         assert_eq!(state(&cluster, "bad"), Some(JobStatus::Failed));
-        cluster.process_exited("retry", 1, 0, EXIT_RESTART, "operator 'Map' failed");
+        cluster.process_exited("retry", 1, 0, EXIT_RESTART, "operator 'Map' failed", 1_234);
         assert_eq!(state(&cluster, "retry"), Some(JobStatus::Restarting));
-        cluster.process_exited("killed", 1, 0, -1, "signal 9");
+        let history = cluster.job("retry").map(|job| job.failure_times_ms.clone());
+        assert_eq!(history, Some(vec![1_234]), "the next leader decides with this failure");
+        cluster.process_exited("killed", 1, 0, -1, "signal 9", 0);
         assert_eq!(state(&cluster, "killed"), Some(JobStatus::Restarting));
         assert!(cluster.cancel("killed").is_empty(), "not running: nothing to stop");
         assert_eq!(state(&cluster, "killed"), Some(JobStatus::Canceled));
@@ -233,7 +244,7 @@ mod tests {
         let mut cluster = Cluster::recovered(vec![running("finished"), running("lost")], hold_until);
         cluster.register("w1".into(), 2, now);
         // The leader of deployment 3 reports its clean exit after the restart.
-        assert!(cluster.process_exited("finished", 3, 0, 0, "").is_empty());
+        assert!(cluster.process_exited("finished", 3, 0, 0, "", 0).is_empty());
         assert_eq!(state(&cluster, "finished"), Some(JobStatus::Finished));
         // Nothing deploys the other job before the hold passes.
         cluster.requeue_restarting(now + Duration::from_secs(1));

@@ -125,6 +125,11 @@ pub struct Job {
     pub started: u32,
     /// Deployments so far.
     pub attempts: u32,
+    /// When runs of the job failed and asked to run again (epoch ms, oldest
+    /// first, the last 64): every deployment hands them to the job's leader,
+    /// whose restart strategy decides on the next failure.
+    #[serde(default)]
+    pub failure_times_ms: Vec<u64>,
     /// After a coordinator restart: the deployment that was running, whose
     /// end its worker may still report (a job that finished while the
     /// coordinator was away must not run again).
@@ -155,6 +160,13 @@ impl Job {
     pub(super) fn slices_on(&self, worker: &str) -> usize {
         let on_worker = |process: &&u32| self.workers.get(**process as usize).is_some_and(|host| host == worker);
         self.slice_process.iter().filter(on_worker).count()
+    }
+
+    /// A run failed at `now_ms` and asked to run again.
+    pub(super) fn record_failure(&mut self, now_ms: u64) {
+        self.failure_times_ms.push(now_ms);
+        let excess = self.failure_times_ms.len().saturating_sub(64);
+        self.failure_times_ms.drain(..excess);
     }
 
     /// Forgets the deployment; returns a cancellation for each of its processes.

@@ -87,6 +87,7 @@ fn deploy_request(
         args: process_args(&shared.checkpoint_dir(job), entry),
         graph_hash: entry.graph_hash.clone(),
         process_index: process,
+        failure_times_ms: entry.failure_times_ms.clone(),
     };
     Some((address.to_owned(), request))
 }

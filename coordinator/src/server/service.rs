@@ -147,7 +147,7 @@ impl Coordinator for Service {
                 let (job, attempt, process, code) =
                     (&report.job_id, report.attempt, report.process_index, report.exit_code);
                 tracing::info!(%job, attempt, process, code, "job process exited");
-                self.shared.cluster().process_exited(job, attempt, process, code, &report.message)
+                self.shared.cluster().process_exited(job, attempt, process, code, &report.message, now_ms())
             }
             Ok(pb::ProcessState::Unspecified) | Err(_) => {
                 return Err(Status::invalid_argument(format!("unknown process state {}", report.state)));
@@ -248,6 +248,7 @@ fn submitted_job(request: pb::SubmitJobRequest) -> Result<Job, Status> {
         started: 0,
         attempts: 0,
         unconfirmed: None,
+        failure_times_ms: Vec::new(),
         losses: 0,
         submitted_at_ms: now_ms(),
         running_since_ms: 0,

@@ -74,8 +74,11 @@ pub struct Placement {
     pub run_id: String,
     /// This process's index; 0 is the leader.
     pub process: usize,
-    /// The deployment's number, from 1: the leader's restart strategy counts attempts by it.
+    /// The deployment's number, from 1.
     pub attempt: u32,
+    /// When earlier runs of the job failed (epoch ms, oldest first): the
+    /// leader's restart strategy decides with them.
+    pub failure_times_ms: Vec<u64>,
     /// The process hosting each slice.
     pub slice_process: Vec<usize>,
     /// The exchange of this process.

@@ -135,7 +135,7 @@ impl LocalExecutor {
     /// Runs the job until it finishes, or fails with no restart left.
     fn run_with_restarts(&self, inputs: &JobInputs<'_>, job: &mut JobCheckpoints) -> Result<(), JobError> {
         let (graph, cancel) = (inputs.graph, inputs.cancel);
-        let mut attempt = 0u32;
+        let mut failures: Vec<u64> = Vec::new();
         loop {
             let error = match self.run_once(inputs, job) {
                 RunOutcome::Finished => return Ok(()),
@@ -159,10 +159,11 @@ impl LocalExecutor {
                     tracing::warn!(job = %graph.name, %error, fallback = ?job.restore_id(), "falling back to an earlier checkpoint");
                 }
                 _ => {
-                    attempt += 1;
-                    let Some(delay) = self.config.restart.delay(attempt) else {
+                    failures.push(epoch_ms());
+                    let attempt = failures.len();
+                    let Some(delay) = self.config.restart.delay_after(&failures) else {
                         if attempt > 1 {
-                            tracing::error!(job = %graph.name, restarts = attempt - 1, "no restart left");
+                            tracing::error!(job = %graph.name, failures = attempt, "no restart left");
                         }
                         return Err(error);
                     };
@@ -188,6 +189,11 @@ impl LocalExecutor {
             job.discard_all(settings.storage.as_ref());
         }
     }
+}
+
+/// Now, in milliseconds since the epoch (the unit of failure histories).
+pub fn epoch_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
 /// The graph is valid, has a factory per vertex, and every checkpoint to
