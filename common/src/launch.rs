@@ -31,6 +31,9 @@ pub const ATTEMPT_ENV: &str = "WEIR_ATTEMPT";
 pub const PROCESS_INDEX_ENV: &str = "WEIR_PROCESS_INDEX";
 /// Task mode: the host the process serves its exchange on (the worker's bind address).
 pub const EXCHANGE_HOST_ENV: &str = "WEIR_EXCHANGE_HOST";
+/// Task mode: the URL of the worker that launched the process, where it
+/// renews its lease.
+pub const WORKER_URL_ENV: &str = "WEIR_WORKER_URL";
 /// Task mode: when earlier runs of the job failed, epoch milliseconds
 /// separated by commas, oldest first (the leader's restart strategy decides
 /// on the next failure with them).
@@ -46,6 +49,17 @@ pub const EXIT_ENDED_BY_LEADER: i32 = 76;
 /// Exit code of a job process that stopped because its worker is gone (as a
 /// shell reports a process killed by SIGKILL).
 pub const EXIT_WORKER_GONE: i32 = 137;
+/// Exit code of a job process whose lease lapsed or was refused: its worker
+/// froze, died, or no longer runs this deployment.
+pub const EXIT_LEASE_LOST: i32 = 78;
+
+/// How long a job process's lease lasts without a renewal. The coordinator
+/// declares a silent worker lost only after its heartbeat timeout, which
+/// must be longer (the CLI refuses less than 2.5 s), so the processes of a
+/// frozen worker have stopped before their job is deployed elsewhere.
+pub const LEASE_DURATION: std::time::Duration = std::time::Duration::from_secs(2);
+/// How often a job process renews its lease.
+pub const LEASE_RENEW_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// What a worker tells a job process it deploys (task mode).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +80,8 @@ pub struct JobProcessEnv {
     pub exchange_host: String,
     /// When earlier runs of the job failed (epoch ms, oldest first).
     pub failure_times_ms: Vec<u64>,
+    /// The launching worker's URL, where the lease is renewed.
+    pub worker_url: String,
 }
 
 /// A task-mode variable is missing or malformed.
@@ -91,6 +107,7 @@ impl JobProcessEnv {
             (ATTEMPT_ENV, self.attempt.to_string()),
             (PROCESS_INDEX_ENV, self.process_index.to_string()),
             (EXCHANGE_HOST_ENV, self.exchange_host.clone()),
+            (WORKER_URL_ENV, self.worker_url.clone()),
             (FAILURE_TIMES_ENV, self.failure_times_ms.iter().map(u64::to_string).collect::<Vec<_>>().join(",")),
         ]
     }
@@ -115,6 +132,7 @@ impl JobProcessEnv {
             process_index: number(PROCESS_INDEX_ENV)?,
             exchange_host: lookup(EXCHANGE_HOST_ENV).unwrap_or_else(|| "127.0.0.1".into()),
             failure_times_ms: failure_times(lookup(FAILURE_TIMES_ENV).as_deref().unwrap_or(""))?,
+            worker_url: var(WORKER_URL_ENV)?,
         }))
     }
 }
@@ -149,6 +167,7 @@ mod tests {
             process_index: 1,
             exchange_host: "10.0.0.5".into(),
             failure_times_ms: vec![1_700_000_000_000, 1_700_000_060_000],
+            worker_url: "http://127.0.0.1:40001".into(),
         }
     }
 

@@ -91,11 +91,15 @@ impl KeyedCheckpoints {
 /// file that is missing or has the wrong size, is skipped with a warning that
 /// names the file; if none is usable the error says why for the one asked for.
 pub(crate) fn load_restore(path: &Path) -> Result<Vec<Arc<RestoredCheckpoint>>, String> {
-    let path = path.canonicalize().map_err(|error| format!("checkpoint '{}': {error}", path.display()))?;
+    // The job's directory, not the checkpoint's, must exist: a checkpoint
+    // discarded since it was chosen leaves older ones to fall back to.
     let (Some(name), Some(job_dir)) = (path.file_name().map(|name| name.to_string_lossy().into_owned()), path.parent())
     else {
         return Err(format!("'{}' is not a checkpoint directory (chk-<n> or savepoint-<n>)", path.display()));
     };
+    let job_dir = job_dir.canonicalize().map_err(|error| format!("checkpoint '{}': {error}", path.display()))?;
+    let job_dir = job_dir.as_path();
+    let path = job_dir.join(&name);
     let (Some(job_id), Some(root)) =
         (job_dir.file_name().map(|name| name.to_string_lossy().into_owned()), job_dir.parent())
     else {

@@ -150,3 +150,52 @@ fn a_job_that_sets_its_own_checkpoint_directory_is_refused_at_submit() -> Result
     assert!(String::from_utf8_lossy(&cluster.weir(&["list"])?.stdout).trim().is_empty(), "no job was created");
     Ok(())
 }
+
+/// Whether process `pid` has ended (gone, or a zombie its frozen parent cannot reap).
+fn ended(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).is_none_or(|state| state == "Z")
+}
+
+fn signal(pid: u32, name: &str) -> Result<()> {
+    let sent = Command::new("kill").args([&format!("-{name}"), &pid.to_string()]).status()?;
+    anyhow::ensure!(sent.success(), "kill -{name} {pid} failed");
+    Ok(())
+}
+
+#[test]
+fn a_frozen_workers_job_process_stops_itself_and_the_job_moves_with_exact_output() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cluster = Cluster::start(dir.path(), 2, 1)?;
+    let output = dir.path().join("out");
+    let output_arg = output.to_str().context("path")?;
+    let example = common::example_binary("event_time_windows")?;
+    let mut args = generator_args("60000", output_arg);
+    args.extend(["--rate", "10000"]);
+    let job = cluster.submit_detached(&example, 1, &args)?;
+    let running = cluster.wait_for(&job, "RUNNING", &[], Duration::from_secs(30))?;
+    let worker = job_workers(&running).first().cloned().context("the job's worker")?;
+    // A worker's id ends with its address.
+    let address = |index: usize| cluster.workers[index].1.trim_start_matches("http://").to_owned();
+    let frozen = usize::from(!worker.ends_with(&address(0)));
+    let other = address(1 - frozen);
+    wait_for_commit(&output)?;
+    let worker_pid = cluster.workers[frozen].0.0.id();
+    let job_processes = children(worker_pid);
+    anyhow::ensure!(!job_processes.is_empty(), "the frozen worker runs the job's process");
+    signal(worker_pid, "STOP")?;
+    let frozen_at = std::time::Instant::now();
+    // The job process cannot renew its lease with a frozen worker: it stops itself.
+    while !job_processes.iter().all(|pid| ended(*pid)) {
+        anyhow::ensure!(frozen_at.elapsed() < Duration::from_secs(10), "the frozen worker's job process runs on");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stopped_after = frozen_at.elapsed();
+    let moved = cluster.wait_for(&job, "RUNNING", &[&format!("@{other}")], Duration::from_secs(30));
+    signal(worker_pid, "CONT")?;
+    moved?;
+    assert!(stopped_after < Duration::from_secs(3), "stopped within its lease, before the move: {stopped_after:?}");
+    cluster.wait_for(&job, "FINISHED", &[], Duration::from_secs(120))?;
+    assert_same_rows(&committed(&output), &group_by(&generated_readings(60_000), 1000), "after the freeze");
+    Ok(())
+}

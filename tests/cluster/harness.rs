@@ -188,3 +188,18 @@ pub(crate) fn job_workers(status: &str) -> Vec<String> {
     let list = status.split("workers=").nth(1).and_then(|rest| rest.split_whitespace().next()).unwrap_or_default();
     list.split(',').filter(|worker| !worker.is_empty()).map(str::to_owned).collect()
 }
+
+/// The processes whose parent is `parent` (Linux `/proc`).
+pub(crate) fn children(parent: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // `pid (comm) state ppid …`: the command may hold spaces and parentheses.
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            found.push(pid);
+        }
+    }
+    found
+}

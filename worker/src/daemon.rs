@@ -76,6 +76,8 @@ struct Running {
 
 struct Shared {
     config: WorkerConfig,
+    /// Where this worker serves; job processes renew their leases there.
+    url: String,
     worker_id: Mutex<String>,
     processes: Mutex<HashMap<String, Running>>,
     /// One download at a time per artifact.
@@ -208,8 +210,10 @@ pub async fn run(
         path: config.bind.to_string().into(),
         source,
     })?;
+    let url = format!("http://{address}");
     let shared = Arc::new(Shared {
         config: config.clone(),
+        url: url.clone(),
         worker_id: Mutex::new(String::new()),
         processes: Mutex::new(HashMap::new()),
         downloads: tokio::sync::Mutex::new(()),
@@ -218,7 +222,6 @@ pub async fn run(
         .add_service(WorkerServer::new(Service { shared: shared.clone() }))
         .serve_with_incoming(TcpListenerStream::new(listener));
     let server = tokio::spawn(server);
-    let url = format!("http://{address}");
     let interval = register(&shared, &url).await?;
     tracing::info!(worker = %shared.worker_id(), %address, slots = config.slots, "worker registered");
     if let Some(ready) = ready {
@@ -313,6 +316,7 @@ impl Worker for Service {
             process_index: request.process_index,
             exchange_host: self.shared.config.bind.ip().to_string(),
             failure_times_ms: request.failure_times_ms.clone(),
+            worker_url: self.shared.url.clone(),
         };
         let child = tokio::process::Command::new(&binary)
             .args(&request.args)
@@ -343,6 +347,16 @@ impl Worker for Service {
             shared.report((&job, attempt, process), pb::ProcessState::Exited, exit, message).await;
         });
         Ok(Response::new(pb::DeployJobResponse {}))
+    }
+
+    async fn renew_lease(
+        &self,
+        request: Request<pb::RenewLeaseRequest>,
+    ) -> Result<Response<pb::RenewLeaseResponse>, Status> {
+        let request = request.into_inner();
+        let processes = self.shared.processes();
+        let current = processes.get(&request.job_id).is_some_and(|running| running.attempt == request.attempt);
+        Ok(Response::new(pb::RenewLeaseResponse { current }))
     }
 
     async fn cancel_job_process(

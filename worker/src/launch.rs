@@ -8,9 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weir_common::JobGraph;
+use tonic::transport::Channel;
 use weir_common::launch::{
-    EXIT_ENDED_BY_LEADER, EXIT_RESTART, EXIT_WORKER_GONE, GRAPH_HASH_ENV, JobProcessEnv, PLAN_OUTPUT_ENV,
+    EXIT_ENDED_BY_LEADER, EXIT_LEASE_LOST, EXIT_RESTART, EXIT_WORKER_GONE, GRAPH_HASH_ENV, JobProcessEnv,
+    LEASE_DURATION, LEASE_RENEW_INTERVAL, PLAN_OUTPUT_ENV,
 };
+use weir_proto::rpc;
+use weir_proto::v1 as pb;
+use weir_proto::v1::worker_client::WorkerClient;
 
 use crate::JobError;
 use crate::exchange::{Network, Placement};
@@ -48,6 +53,7 @@ pub fn enter_cluster(graph: &JobGraph, job: &str) -> Result<Option<Arc<Placement
         .map_err(|error| EntryError::Exchange(error.to_string()))?;
     let Some(env) = env else { return Ok(None) };
     watch_worker(env.worker_pid);
+    hold_lease(&env);
     join_deployment(&env, job).map(Some).map_err(EntryError::Exchange)
 }
 
@@ -69,6 +75,60 @@ fn join_deployment(env: &JobProcessEnv, job: &str) -> Result<Arc<Placement>, Str
     tracing::info!(job, process, %run_id, exchange = %network.address(), "joined the job's deployment");
     let failure_times_ms = env.failure_times_ms.clone();
     Ok(Arc::new(Placement { run_id, process, attempt: env.attempt, failure_times_ms, slice_process, network }))
+}
+
+/// Renews the process's lease with its worker, and ends the process when
+/// the lease lapses (no renewal for [`LEASE_DURATION`]: the worker froze or
+/// died) or the worker no longer runs this deployment. The coordinator
+/// declares a silent worker lost only after a longer heartbeat timeout, so
+/// a job never runs in two places at once.
+fn hold_lease(env: &JobProcessEnv) {
+    let (url, job, attempt) = (env.worker_url.clone(), env.job_id.clone(), env.attempt);
+    let _ = std::thread::Builder::new().name("lease".into()).spawn(move || {
+        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime.block_on(renew_until_lost(&url, &job, attempt)),
+            Err(error) => lease_lost(&format!("cannot run the lease renewal: {error}")),
+        }
+    });
+}
+
+async fn renew_until_lost(url: &str, job: &str, attempt: u32) {
+    let mut renewed = std::time::Instant::now();
+    let mut client = None;
+    loop {
+        tokio::time::sleep(LEASE_RENEW_INTERVAL).await;
+        let answer = tokio::time::timeout(2 * LEASE_RENEW_INTERVAL, renew(url, job, attempt, &mut client)).await;
+        match answer.ok().flatten() {
+            Some(true) => renewed = std::time::Instant::now(),
+            Some(false) => lease_lost("the worker no longer runs this deployment of the job"),
+            None if renewed.elapsed() > LEASE_DURATION => {
+                lease_lost(&format!("the worker at {url} did not renew the lease for {LEASE_DURATION:?}"));
+            }
+            None => {}
+        }
+    }
+}
+
+/// One renewal: whether the worker still runs the deployment, or `None`
+/// when it did not answer.
+async fn renew(url: &str, job: &str, attempt: u32, client: &mut Option<WorkerClient<Channel>>) -> Option<bool> {
+    if client.is_none() {
+        *client = rpc::connect(url).await.ok().map(WorkerClient::new);
+    }
+    let request = pb::RenewLeaseRequest { job_id: job.to_owned(), attempt };
+    match client.as_mut()?.renew_lease(request).await {
+        Ok(response) => Some(response.into_inner().current),
+        Err(_) => {
+            *client = None;
+            None
+        }
+    }
+}
+
+fn lease_lost(why: &str) -> ! {
+    tracing::error!(%why, "the job process's lease is lost; stopping");
+    eprintln!("the job process's lease is lost: {why}; stopping");
+    std::process::exit(EXIT_LEASE_LOST)
 }
 
 /// Ends this process when its worker (its parent) is gone, so a lost worker

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use weir_common::launch::{EXIT_ENDED_BY_LEADER, EXIT_RESTART};
+use weir_common::launch::{EXIT_ENDED_BY_LEADER, EXIT_RESTART, LEASE_DURATION};
 
 use super::{Cluster, Command, JobStatus};
 
@@ -25,6 +25,8 @@ impl Cluster {
             self.workers.remove(worker);
             for job in self.jobs.values_mut().filter(|job| !job.is_terminal() && job.workers.contains(worker)) {
                 let cancels = job.lost(format!("worker {worker} was lost"));
+                // Its processes there may live until their lease lapses.
+                job.not_before = Some(now + LEASE_DURATION);
                 commands.extend(cancels.into_iter().filter(|command| !command.targets(worker)));
             }
         }
@@ -37,9 +39,10 @@ impl Cluster {
     pub fn requeue_restarting(&mut self, now: Instant) {
         let holding = self.recovery_hold.is_some_and(|until| now < until);
         for job in self.jobs.values_mut().filter(|job| job.state == JobStatus::Restarting) {
-            if holding && job.unconfirmed.is_some() {
+            if (holding && job.unconfirmed.is_some()) || job.not_before.is_some_and(|not_before| now < not_before) {
                 continue;
             }
+            job.not_before = None;
             job.unconfirmed = None;
             job.set(JobStatus::WaitingForResources, "restarting from its latest checkpoint");
         }
@@ -159,7 +162,10 @@ mod tests {
         let (lost, cancels) = cluster.expire_workers(now + Duration::from_secs(4), Duration::from_secs(3));
         assert_eq!(lost, vec![first]);
         assert_eq!(cancels, vec![Command::Cancel { job: "a".into(), worker: second.clone(), attempt: 1 }]);
-        cluster.requeue_restarting(Instant::now());
+        // The lost worker's processes may run until their lease lapses.
+        cluster.requeue_restarting(now + Duration::from_secs(4));
+        assert!(cluster.schedule().is_empty(), "not deployed again while the old lease may hold");
+        cluster.requeue_restarting(now + Duration::from_secs(4) + LEASE_DURATION);
         let placed = cluster.schedule();
         assert_eq!(deployed(&placed), vec![(third, 0), (second, 1)]);
         assert!(cluster.process_exited("a", 1, 0, -1, "late report of the lost deployment", 0).is_empty());

@@ -135,6 +135,10 @@ pub struct Job {
     /// coordinator was away must not run again).
     #[serde(skip)]
     pub unconfirmed: Option<u32>,
+    /// Not deployed again before this: a lost worker's processes may run
+    /// until their lease lapses.
+    #[serde(skip)]
+    pub not_before: Option<std::time::Instant>,
     /// Deployments lost to failures (lost workers or processes).
     #[serde(default)]
     pub losses: u32,

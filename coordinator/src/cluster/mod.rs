@@ -144,6 +144,7 @@ mod test_support {
             started: 0,
             attempts: 0,
             unconfirmed: None,
+            not_before: None,
             failure_times_ms: Vec::new(),
             losses: 0,
             submitted_at_ms: 0,

@@ -248,6 +248,7 @@ fn submitted_job(request: pb::SubmitJobRequest) -> Result<Job, Status> {
         started: 0,
         attempts: 0,
         unconfirmed: None,
+        not_before: None,
         failure_times_ms: Vec::new(),
         losses: 0,
         submitted_at_ms: now_ms(),

@@ -84,8 +84,11 @@ fn coordinator() -> Command {
                 .long("heartbeat-timeout-ms")
                 .value_name("MS")
                 .default_value("3000")
-                .value_parser(value_parser!(u64).range(50..))
-                .help("a worker silent this long is lost and its jobs move"),
+                .value_parser(value_parser!(u64).range(2500..))
+                .help(
+                    "a worker silent this long is lost and its jobs move; longer than the 2 s lease of \
+                     job processes, so a frozen worker's processes have stopped first",
+                ),
         )
 }
 
