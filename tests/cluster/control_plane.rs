@@ -106,6 +106,8 @@ fn a_job_that_finishes_while_the_coordinator_is_down_is_not_run_again() -> Resul
     std::thread::sleep(Duration::from_secs(7));
     assert!(cluster.status(&job)?.contains(" FINISHED "), "still finished");
     assert_eq!(committed(&output), expected, "nothing lost, nothing twice");
+    // The coordinator deletes the checkpoints once it recorded the end.
+    assert!(!data.join("checkpoints").join(&job).exists(), "a finished job's checkpoints are deleted");
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status, Streaming};
+use weir_common::checkpoint::layout;
 use weir_proto::v1 as pb;
 use weir_proto::v1::coordinator_server::Coordinator;
 use weir_proto::v1::exchange_client::ExchangeClient;
@@ -32,6 +33,37 @@ impl Service {
     fn apply(&self, commands: Vec<Command>) {
         self.shared.persist();
         carry_out_all(&self.shared, commands);
+    }
+
+    /// A finished job's checkpoints go once its end is on disk (Flink's job
+    /// result store): deleted earlier, a coordinator that crashed before
+    /// recording the end would deploy the job again from nothing. Its
+    /// savepoints stay: they belong to the user (and are self-contained).
+    fn clean_up_if_finished(&self, job: &str) {
+        let finished = self.shared.cluster().job(job).is_some_and(|entry| entry.state == JobStatus::Finished);
+        if !finished {
+            return;
+        }
+        self.shared.persist();
+        let dir = self.shared.checkpoint_dir(job);
+        let runs = std::fs::read_dir(&dir).into_iter().flatten().flatten();
+        let entries = runs.flat_map(|run| std::fs::read_dir(run.path()).into_iter().flatten().flatten());
+        for entry in entries {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if matches!(layout::parse_checkpoint_dir_name(&name), Some((_, true))) {
+                continue;
+            }
+            let path = entry.path();
+            let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            if let Err(error) = removed {
+                tracing::warn!(path = %path.display(), %error, "cannot delete a finished job's checkpoint files");
+            }
+        }
+        // Runs left empty go too; a run holding a savepoint stays.
+        for run in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let _ = std::fs::remove_dir(run.path());
+        }
+        let _ = std::fs::remove_dir(&dir);
     }
 }
 
@@ -147,7 +179,10 @@ impl Coordinator for Service {
                 let (job, attempt, process, code) =
                     (&report.job_id, report.attempt, report.process_index, report.exit_code);
                 tracing::info!(%job, attempt, process, code, "job process exited");
-                self.shared.cluster().process_exited(job, attempt, process, code, &report.message, now_ms())
+                let commands =
+                    self.shared.cluster().process_exited(job, attempt, process, code, &report.message, now_ms());
+                self.clean_up_if_finished(job);
+                commands
             }
             Ok(pb::ProcessState::Unspecified) | Err(_) => {
                 return Err(Status::invalid_argument(format!("unknown process state {}", report.state)));

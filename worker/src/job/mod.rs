@@ -180,6 +180,11 @@ impl LocalExecutor {
     /// only when asked to; a failed one keeps them to restore from.
     fn clean_up(&self, outcome: &Result<(), JobError>, job: &mut JobCheckpoints) {
         let Some(settings) = &self.config.checkpoints else { return };
+        if self.config.placement.is_some() {
+            // In a cluster the coordinator deletes them once it recorded the
+            // job's end: until then they are what a redeployment resumes from.
+            return;
+        }
         let delete = match outcome {
             Ok(()) => true,
             Err(JobError::Cancelled(_)) => !settings.retain_on_cancel,
