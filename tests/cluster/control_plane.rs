@@ -74,15 +74,8 @@ fn a_second_coordinator_on_one_data_directory_refuses_to_start() -> Result<()> {
 #[test]
 fn a_job_that_finishes_while_the_coordinator_is_down_is_not_run_again() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    // A fixed port, so the worker finds the restarted coordinator.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let bind = format!("127.0.0.1:{port}");
+    let mut cluster = Cluster::restartable(dir.path(), 1, 2)?;
     let data = dir.path().join("coordinator");
-    let coordinator_args = ["coordinator", "--bind", &bind, "--data-dir", data.to_str().context("path")?];
-    let (coordinator, url) = start(&coordinator_args, "coordinator listening on ")?;
-    let mut cluster =
-        Cluster { url, coordinator: Some(coordinator), workers: Vec::new(), dir: dir.path().to_path_buf() };
-    cluster.add_worker(2)?;
     let input = dir.path().join("readings.csv");
     let text = write_readings(&input, 200_000)?;
     let expected = group_by(&text, 1000);
@@ -90,7 +83,7 @@ fn a_job_that_finishes_while_the_coordinator_is_down_is_not_run_again() -> Resul
     let (input, output) = (input.to_str().context("path")?, dir.path().join("out"));
     let job = cluster.submit_detached(&example, 2, &job_args(input, output.to_str().context("path")?))?;
     cluster.wait_for(&job, "RUNNING", &[], Duration::from_secs(30))?;
-    drop(cluster.coordinator.take());
+    cluster.kill_coordinator();
     let down = std::time::Instant::now();
     // The job ends meanwhile: all of its output is committed.
     while committed(&output) != expected {
@@ -98,8 +91,7 @@ fn a_job_that_finishes_while_the_coordinator_is_down_is_not_run_again() -> Resul
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_secs(15).saturating_sub(down.elapsed()));
-    let (restarted, _) = start(&coordinator_args, "coordinator listening on ")?;
-    cluster.coordinator = Some(restarted);
+    cluster.restart_coordinator()?;
     let status = cluster.wait_for(&job, "FINISHED", &[], Duration::from_secs(30))?;
     assert!(status.contains("attempts=1"), "deployed once only: {status}");
     // Past the recovery hold, nothing runs the job again.

@@ -33,20 +33,47 @@ pub(crate) struct Cluster {
     pub(crate) coordinator: Option<Process>,
     pub(crate) workers: Vec<(Process, String)>,
     pub(crate) dir: PathBuf,
+    /// How the coordinator was started, to start it again.
+    coordinator_args: Vec<String>,
 }
 
 impl Cluster {
     pub(crate) fn start(dir: &Path, workers: usize, slots: u32) -> Result<Self> {
+        Self::start_on(dir, "127.0.0.1:0", workers, slots)
+    }
+
+    /// A cluster whose coordinator listens on a fixed port, so that it can be
+    /// killed and started again with [`Cluster::restart_coordinator`] and the
+    /// workers find it.
+    pub(crate) fn restartable(dir: &Path, workers: usize, slots: u32) -> Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        Self::start_on(dir, &format!("127.0.0.1:{port}"), workers, slots)
+    }
+
+    fn start_on(dir: &Path, bind: &str, workers: usize, slots: u32) -> Result<Self> {
         let data = dir.join("coordinator");
-        let (coordinator, url) = start(
-            &["coordinator", "--bind", "127.0.0.1:0", "--data-dir", data.to_str().context("path")?],
-            "coordinator listening on ",
-        )?;
-        let mut cluster = Self { url, coordinator: Some(coordinator), workers: Vec::new(), dir: dir.to_path_buf() };
+        let coordinator_args: Vec<String> =
+            ["coordinator", "--bind", bind, "--data-dir", data.to_str().context("path")?].map(String::from).into();
+        let args: Vec<&str> = coordinator_args.iter().map(String::as_str).collect();
+        let (coordinator, url) = start(&args, "coordinator listening on ")?;
+        let dir = dir.to_path_buf();
+        let mut cluster = Self { url, coordinator: Some(coordinator), workers: Vec::new(), dir, coordinator_args };
         for _ in 0..workers {
             cluster.add_worker(slots)?;
         }
         Ok(cluster)
+    }
+
+    /// Kills the coordinator hard.
+    pub(crate) fn kill_coordinator(&mut self) {
+        drop(self.coordinator.take());
+    }
+
+    /// Starts the coordinator again, on the same address and data directory.
+    pub(crate) fn restart_coordinator(&mut self) -> Result<()> {
+        let args: Vec<&str> = self.coordinator_args.iter().map(String::as_str).collect();
+        self.coordinator = Some(start(&args, "coordinator listening on ")?.0);
+        Ok(())
     }
 
     pub(crate) fn add_worker(&mut self, slots: u32) -> Result<()> {

@@ -279,16 +279,7 @@ fn bad_submissions_get_clear_errors_and_the_cluster_stays_healthy() -> Result<()
 #[test]
 fn a_killed_coordinator_restarted_resumes_the_job_with_exact_output() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    // A fixed port, so the worker finds the restarted coordinator.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let bind = format!("127.0.0.1:{port}");
-    let data = dir.path().join("coordinator");
-    let data_arg = data.to_str().context("path")?;
-    let coordinator_args = ["coordinator", "--bind", &bind, "--data-dir", data_arg];
-    let (coordinator, url) = start(&coordinator_args, "coordinator listening on ")?;
-    let mut cluster =
-        Cluster { url, coordinator: Some(coordinator), workers: Vec::new(), dir: dir.path().to_path_buf() };
-    cluster.add_worker(2)?;
+    let mut cluster = Cluster::restartable(dir.path(), 1, 2)?;
     let input = dir.path().join("readings.csv");
     let text = write_readings(&input, 400_000)?;
     let example = common::example_binary("event_time_windows")?;
@@ -297,10 +288,8 @@ fn a_killed_coordinator_restarted_resumes_the_job_with_exact_output() -> Result<
     let job = cluster.submit_detached(&example, 2, &job_args(input, output_arg))?;
     cluster.wait_for(&job, "RUNNING", &[], Duration::from_secs(30))?;
     wait_for_commit(&output)?;
-    // Kill the coordinator hard, then start it again on the same port and data.
-    drop(cluster.coordinator.take());
-    let (restarted, _) = start(&coordinator_args, "coordinator listening on ")?;
-    cluster.coordinator = Some(restarted);
+    cluster.kill_coordinator();
+    cluster.restart_coordinator()?;
     cluster.wait_for(&job, "FINISHED", &[], Duration::from_secs(120))?;
     assert_eq!(committed(&output), group_by(&text, 1000), "nothing lost, nothing twice");
     Ok(())
