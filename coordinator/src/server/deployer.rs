@@ -138,16 +138,22 @@ async fn cancel(shared: &Shared, job: String, worker: &str, attempt: u32) {
 }
 
 /// The newest completed checkpoint (`chk-<n>` holding `_metadata`, see
-/// `weir_common::checkpoint::layout`) of any job run below `dir`.
+/// `weir_common::checkpoint::layout`) of the newest deployment below `dir`
+/// that completed one. Runs are named `<job>-<deployment>`: a stale run of
+/// an older deployment that went on checkpointing (its numbers may pass the
+/// newer run's) never wins over a newer deployment's checkpoints.
 pub fn latest_checkpoint(dir: &Path) -> Option<PathBuf> {
-    let mut newest: Option<(u64, PathBuf)> = None;
+    let mut newest: Option<((u64, u64), PathBuf)> = None;
     for run in std::fs::read_dir(dir).ok()?.flatten() {
+        let run_name = run.file_name().to_string_lossy().into_owned();
+        let deployment = run_name.rsplit_once('-').and_then(|(_, number)| number.parse::<u64>().ok()).unwrap_or(0);
         for checkpoint in std::fs::read_dir(run.path()).into_iter().flatten().flatten() {
             let name = checkpoint.file_name().to_string_lossy().into_owned();
             let Some((CheckpointId(number), false)) = layout::parse_checkpoint_dir_name(&name) else { continue };
             let complete = checkpoint.path().join(layout::METADATA_FILE).exists();
-            if complete && newest.as_ref().is_none_or(|(best, _)| number > *best) {
-                newest = Some((number, checkpoint.path()));
+            let rank = (deployment, number);
+            if complete && newest.as_ref().is_none_or(|(best, _)| rank > *best) {
+                newest = Some((rank, checkpoint.path()));
             }
         }
     }
@@ -159,16 +165,18 @@ mod tests {
     use super::latest_checkpoint;
 
     #[test]
-    fn the_latest_checkpoint_is_the_highest_completed_one_of_any_run() {
+    fn the_latest_checkpoint_is_the_newest_deployments_highest_completed_one() {
         let dir = tempfile::tempdir().expect("temp dir");
-        for (run, checkpoint, complete) in [("run-a", 3, true), ("run-b", 7, true), ("run-b", 9, false)] {
+        let runs = [("job-1-1", 3, true), ("job-1-1", 12, true), ("job-1-2", 7, true), ("job-1-2", 9, false)];
+        for (run, checkpoint, complete) in runs {
             let path = dir.path().join(run).join(format!("chk-{checkpoint}"));
             std::fs::create_dir_all(&path).expect("dir");
             if complete {
                 std::fs::write(path.join("_metadata"), b"metadata").expect("file");
             }
         }
-        assert_eq!(latest_checkpoint(dir.path()), Some(dir.path().join("run-b").join("chk-7")));
+        // Deployment 1's chk-12 is a stale run's: deployment 2 restored from an older one.
+        assert_eq!(latest_checkpoint(dir.path()), Some(dir.path().join("job-1-2").join("chk-7")));
         assert_eq!(latest_checkpoint(&dir.path().join("missing")), None);
     }
 }
