@@ -49,10 +49,30 @@ fn forged_deployments_and_registrations_are_refused_and_the_cluster_still_runs_a
     let logs = dir.path().join("worker-0").join("logs");
     assert!(!logs.read_dir()?.any(|entry| entry.is_ok()), "no log file was created");
     assert!(register_error.contains("a worker offers 1 to 1024 slots, not 4294967295"), "{register_error}");
-    // The cluster still runs a real job to its end.
+    // The cluster still runs a real job to its end, and a forged report of
+    // its leader's clean exit does not end it.
     let output = dir.path().join("out");
     let example = common::example_binary("event_time_windows")?;
-    let job = cluster.submit_detached(&example, 2, &generator_args("20000", output.to_str().context("path")?))?;
+    let mut args = generator_args("20000", output.to_str().context("path")?);
+    args.extend(["--rate", "10000"]);
+    let job = cluster.submit_detached(&example, 2, &args)?;
+    cluster.wait_for(&job, "RUNNING", &[], Duration::from_secs(30))?;
+    let forged = pb::ReportJobProcessRequest {
+        worker_id: "worker-99@127.0.0.1:9".into(),
+        job_id: job.clone(),
+        attempt: 1,
+        process_index: 0,
+        state: pb::ProcessState::Exited as i32,
+        exit_code: 0,
+        message: String::new(),
+    };
+    let refused = runtime.block_on(async {
+        let mut coordinator = pb::coordinator_client::CoordinatorClient::connect(cluster.url.clone()).await?;
+        anyhow::Ok(coordinator.report_job_process(forged).await.expect_err("a forged report is refused"))
+    })?;
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("does not run process 0 of deployment 1"), "{refused:?}");
+    assert!(cluster.status(&job)?.contains(" RUNNING "), "the job still runs");
     cluster.wait_for(&job, "FINISHED", &[], Duration::from_secs(60))?;
     assert_eq!(committed(&output), group_by(&generated_readings(20_000), 1000));
     Ok(())

@@ -19,7 +19,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 use weir_common::ids::{is_sha256_hex, is_valid_job_id};
 use weir_common::launch::JobProcessEnv;
 use weir_proto::rpc::{self, CONTROL_CALL_DEADLINE};
@@ -155,10 +155,19 @@ impl Shared {
         let mut wait = Duration::from_millis(100);
         let mut tries = 0u32;
         loop {
-            if let Ok(mut client) = self.coordinator().await
-                && client.report_job_process(rpc::with_deadline(request.clone(), CONTROL_CALL_DEADLINE)).await.is_ok()
-            {
-                return;
+            let sent = match self.coordinator().await {
+                Ok(mut client) => client.report_job_process(rpc::with_deadline(request.clone(), CONTROL_CALL_DEADLINE)).await,
+                Err(status) => Err(status),
+            };
+            match sent {
+                Ok(_) => return,
+                // Refused, not lost: a report on a deployment this worker no
+                // longer holds for the coordinator (it restarted meanwhile).
+                Err(status) if !matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Unknown) => {
+                    tracing::warn!(%job, attempt, reason = %status.message(), "the coordinator refused the job process's report");
+                    return;
+                }
+                Err(_) => {}
             }
             tries += 1;
             if tries == 10 {

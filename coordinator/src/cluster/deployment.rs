@@ -47,6 +47,25 @@ impl Cluster {
         self.jobs.get(job).filter(|entry| !entry.is_terminal()).and_then(|entry| entry.joined.first().cloned()?)
     }
 
+    /// Whether `worker` may report on process `process` of deployment
+    /// `attempt` of `job`: only the worker that runs it may, while it is the
+    /// job's deployment (or, after a restart, the deployment whose end is
+    /// awaited). Reports on other deployments are harmless and ignored later.
+    pub fn check_reporter(&self, job: &str, attempt: u32, process: u32, worker: &str) -> Result<(), String> {
+        let Some(entry) = self.jobs.get(job) else { return Ok(()) };
+        let workers = if entry.is_deployment(attempt) {
+            &entry.workers
+        } else if entry.unconfirmed == Some(attempt) {
+            &entry.unconfirmed_workers
+        } else {
+            return Ok(());
+        };
+        match workers.get(process as usize) {
+            Some(runs_it) if runs_it == worker => Ok(()),
+            _ => Err(format!("worker {worker} does not run process {process} of deployment {attempt} of job {job}")),
+        }
+    }
+
     /// A job process started; the job runs once all of its deployment's have.
     pub fn process_started(&mut self, job: &str, attempt: u32, now_ms: u64) {
         let deploying = |entry: &&mut Job| entry.attempts == attempt && entry.state == JobStatus::Deploying;
@@ -64,7 +83,7 @@ impl Cluster {
 mod tests {
     use std::time::Instant;
 
-    use super::super::test_support::job;
+    use super::super::test_support::{deployed, job};
     use super::*;
 
     #[test]
@@ -85,5 +104,21 @@ mod tests {
         assert_eq!(cluster.job("a").map(|job| job.state), Some(JobStatus::Deploying), "one process of two");
         cluster.process_started("a", 1, 6);
         assert_eq!(cluster.job("a").map(|job| job.state), Some(JobStatus::Running));
+    }
+
+    #[test]
+    fn only_the_worker_running_a_process_may_report_on_it() {
+        let now = Instant::now();
+        let mut cluster = Cluster::default();
+        let first = cluster.register("w1".into(), 1, now);
+        let second = cluster.register("w2".into(), 1, now);
+        cluster.submit(job("a", 2));
+        let placed = deployed(&cluster.schedule());
+        let (leader, follower) = (placed[0].0.clone(), placed[1].0.clone());
+        assert_eq!(cluster.check_reporter("a", 1, 0, &leader), Ok(()));
+        let forged = cluster.check_reporter("a", 1, 0, &follower).expect_err("not its process");
+        assert!(forged.contains("does not run process 0 of deployment 1 of job a"), "{forged}");
+        assert!(cluster.check_reporter("a", 7, 0, &follower).is_ok(), "other deployments are ignored later");
+        assert!([first, second].contains(&leader));
     }
 }

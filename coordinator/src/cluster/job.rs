@@ -135,6 +135,9 @@ pub struct Job {
     /// coordinator was away must not run again).
     #[serde(skip)]
     pub unconfirmed: Option<u32>,
+    /// The workers of that deployment, by process index: only they may report on it.
+    #[serde(skip)]
+    pub unconfirmed_workers: Vec<String>,
     /// Not deployed again before this: a lost worker's processes may run
     /// until their lease lapses.
     #[serde(skip)]

@@ -89,6 +89,7 @@ impl Cluster {
             if !job.is_terminal() {
                 let deployed = matches!(job.state, JobStatus::Deploying | JobStatus::Running);
                 job.unconfirmed = deployed.then_some(job.attempts);
+                job.unconfirmed_workers = if deployed { job.workers.clone() } else { Vec::new() };
                 let _ = job.undeploy();
                 job.set(JobStatus::Restarting, "coordinator restarted");
             }
@@ -144,6 +145,7 @@ mod test_support {
             started: 0,
             attempts: 0,
             unconfirmed: None,
+            unconfirmed_workers: Vec::new(),
             not_before: None,
             failure_times_ms: Vec::new(),
             losses: 0,

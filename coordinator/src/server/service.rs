@@ -170,6 +170,13 @@ impl Coordinator for Service {
         request: Request<pb::ReportJobProcessRequest>,
     ) -> Result<Response<pb::ReportJobProcessResponse>, Status> {
         let report = request.into_inner();
+        let checked = self.shared.cluster().check_reporter(
+            &report.job_id,
+            report.attempt,
+            report.process_index,
+            &report.worker_id,
+        );
+        checked.map_err(Status::permission_denied)?;
         let commands = match pb::ProcessState::try_from(report.state) {
             Ok(pb::ProcessState::Started) => {
                 self.shared.cluster().process_started(&report.job_id, report.attempt, now_ms());
@@ -283,6 +290,7 @@ fn submitted_job(request: pb::SubmitJobRequest) -> Result<Job, Status> {
         started: 0,
         attempts: 0,
         unconfirmed: None,
+        unconfirmed_workers: Vec::new(),
         not_before: None,
         failure_times_ms: Vec::new(),
         losses: 0,
