@@ -421,7 +421,6 @@ struct CheckpointOptions {
     retain_on_cancel: bool,
 }
 
-
 impl EnvState {
     fn executor_config(&self, name: &str) -> Result<ExecutorConfig> {
         let mut config = self.executor.clone();

@@ -94,9 +94,9 @@ impl Shared {
     }
 
     async fn coordinator(&self) -> Result<CoordinatorClient<tonic::transport::Channel>, Status> {
-        let channel = rpc::connect(&self.config.coordinator)
-            .await
-            .map_err(|error| Status::unavailable(format!("cannot reach the coordinator at {}: {error}", self.config.coordinator)))?;
+        let channel = rpc::connect(&self.config.coordinator).await.map_err(|error| {
+            Status::unavailable(format!("cannot reach the coordinator at {}: {error}", self.config.coordinator))
+        })?;
         Ok(CoordinatorClient::new(channel))
     }
 
@@ -156,7 +156,9 @@ impl Shared {
         let mut tries = 0u32;
         loop {
             let sent = match self.coordinator().await {
-                Ok(mut client) => client.report_job_process(rpc::with_deadline(request.clone(), CONTROL_CALL_DEADLINE)).await,
+                Ok(mut client) => {
+                    client.report_job_process(rpc::with_deadline(request.clone(), CONTROL_CALL_DEADLINE)).await
+                }
                 Err(status) => Err(status),
             };
             match sent {

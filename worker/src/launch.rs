@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use weir_common::JobGraph;
 use tonic::transport::Channel;
+use weir_common::JobGraph;
 use weir_common::launch::{
     EXIT_ENDED_BY_LEADER, EXIT_LEASE_LOST, EXIT_RESTART, EXIT_WORKER_GONE, GRAPH_HASH_ENV, JobProcessEnv,
     LEASE_DURATION, LEASE_RENEW_INTERVAL, PLAN_OUTPUT_ENV,

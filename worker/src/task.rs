@@ -172,7 +172,8 @@ impl TaskCheckpointing {
         };
         let dir = checkpoint_dir(&self.job_id, id, savepoint).map_err(storage_error)?;
         let private_dir = dir.join(&layout::task_dir_name(self.key)).map_err(storage_error)?;
-        let shared_dir = weir_state::storage::StoragePath::new(layout::shared_dir(&self.job_id)).map_err(storage_error)?;
+        let shared_dir =
+            weir_state::storage::StoragePath::new(layout::shared_dir(&self.job_id)).map_err(storage_error)?;
         Ok(SnapshotTarget { id, savepoint, storage: self.storage.clone(), private_dir, shared_dir })
     }
 

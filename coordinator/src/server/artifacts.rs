@@ -64,7 +64,9 @@ impl ArtifactStore {
         let temporary = target.with_extension(format!("upload-{}", now_ms()));
         let received = tokio::time::timeout(UPLOAD_TIMEOUT, receive(&mut parts, &header, &temporary))
             .await
-            .unwrap_or_else(|_| Err(Status::deadline_exceeded(format!("the upload took longer than {UPLOAD_TIMEOUT:?}"))))
+            .unwrap_or_else(|_| {
+                Err(Status::deadline_exceeded(format!("the upload took longer than {UPLOAD_TIMEOUT:?}")))
+            })
             .and_then(|received| std::fs::rename(&temporary, &target).map(|()| received).map_err(io_status));
         match received {
             Ok(bytes) => {

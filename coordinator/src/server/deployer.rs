@@ -59,7 +59,8 @@ async fn carry_out(shared: Arc<Shared>, command: Command) {
 async fn deploy(shared: Arc<Shared>, job: String, process: u32, worker: String, attempt: u32) {
     let Some((address, request)) = deploy_request(&shared, &job, process, &worker, attempt) else { return };
     let deployed = async {
-        let channel = rpc::connect(&address).await.map_err(|error| (true, format!("cannot reach {address}: {error}")))?;
+        let channel =
+            rpc::connect(&address).await.map_err(|error| (true, format!("cannot reach {address}: {error}")))?;
         let request = rpc::with_deadline(request, rpc::CONTROL_CALL_DEADLINE);
         WorkerClient::new(channel).deploy_job(request).await.map_err(|status| (false, status.message().to_owned()))
     };
@@ -133,7 +134,9 @@ async fn cancel(shared: &Shared, job: String, worker: &str, attempt: u32) {
         && let Ok(channel) = rpc::connect(&address).await
     {
         let request = pb::CancelJobProcessRequest { job_id: job, attempt };
-        let _ = WorkerClient::new(channel).cancel_job_process(rpc::with_deadline(request, rpc::CONTROL_CALL_DEADLINE)).await;
+        let _ = WorkerClient::new(channel)
+            .cancel_job_process(rpc::with_deadline(request, rpc::CONTROL_CALL_DEADLINE))
+            .await;
     }
 }
 

@@ -67,7 +67,6 @@ impl Service {
     }
 }
 
-
 /// The most slots one worker may offer: a slot runs a slice of a job (a
 /// thread per vertex), so more than this is a mistake or a worker that
 /// wants to attract every job.

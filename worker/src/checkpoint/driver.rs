@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use weir_common::checkpoint::layout;
 use weir_common::checkpoint::coordinator::AbortReason;
+use weir_common::checkpoint::layout;
 use weir_common::checkpoint::{Action, CheckpointConfig, CheckpointCoordinator};
 use weir_common::{CheckpointId, JobGraph, SubtaskIndex, TaskKey};
 use weir_state::storage::{CheckpointStorage, FileHandle, StoragePath};

@@ -15,10 +15,10 @@ pub mod snapshot;
 pub mod store;
 
 pub use driver::{CheckpointDriver, CheckpointSettings, ControlLine, DriverContext, RemoteTaskLine, TaskLines};
-pub use store::{JobCheckpoints, SavepointReply};
 pub use metadata::{CheckpointMetadata, RestoredCheckpoint, TaskEntry, checkpoint_dir};
 pub use snapshot::{
     CheckpointReport, FinalCommit, FinishedState, OperatorSnapshot, SnapshotTarget, TaskControl, TaskReport,
     TaskSnapshot,
 };
+pub use store::{JobCheckpoints, SavepointReply};
 pub use weir_common::checkpoint::layout::METADATA_FILE;

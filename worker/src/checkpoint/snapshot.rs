@@ -161,4 +161,3 @@ impl std::fmt::Debug for SnapshotTarget {
         f.debug_struct("SnapshotTarget").field("id", &self.id).field("private_dir", &self.private_dir).finish()
     }
 }
-

@@ -11,8 +11,8 @@ use weir_common::CheckpointId;
 use weir_state::SharedFileRegistry;
 use weir_state::storage::{CheckpointStorage, StoragePath};
 
-use super::metadata::{CheckpointMetadata, RestoredCheckpoint, checkpoint_dir};
 use super::METADATA_FILE;
+use super::metadata::{CheckpointMetadata, RestoredCheckpoint, checkpoint_dir};
 
 /// Where the answer to a savepoint request goes: the savepoint's directory, or why it failed.
 pub type SavepointReply = Sender<Result<std::path::PathBuf, String>>;

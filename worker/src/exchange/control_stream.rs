@@ -14,7 +14,6 @@ use super::{MAX_FRAME, Network, PEER_TIMEOUT, Placement, lock};
 use crate::control::{FollowerLines, FromFollower, FromLeader, JobCommand, LeaderLine, ToFollower, ToLeader};
 
 impl Network {
-
     /// Leader: what followers send.
     pub fn inbox(&self) -> Receiver<(usize, FromFollower)> {
         self.state.inbox.1.clone()

@@ -162,7 +162,10 @@ async fn run_output(
     loop {
         match grants.message().await {
             Ok(Some(grant)) if grant.credits > MAX_GRANT => {
-                return Err(format!("{what}: the consumer granted {} credits at once, more than a channel holds", grant.credits));
+                return Err(format!(
+                    "{what}: the consumer granted {} credits at once, more than a channel holds",
+                    grant.credits
+                ));
             }
             Ok(Some(grant)) => {
                 // After its task ended the channel, nobody takes credits any

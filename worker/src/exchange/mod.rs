@@ -298,7 +298,6 @@ impl Network {
     pub fn failure(&self) -> Option<String> {
         lock(&self.state.failure).clone()
     }
-
 }
 
 #[cfg(test)]

@@ -117,11 +117,7 @@ fn per_subtask<T>(graph: &JobGraph) -> Vec<Vec<Vec<T>>> {
 }
 
 /// Creates every channel of the run that touches this process.
-fn wire_channels(
-    graph: &JobGraph,
-    placement: Option<&Placement>,
-    context: &PlanContext<'_>,
-) -> Result<Wiring, String> {
+fn wire_channels(graph: &JobGraph, placement: Option<&Placement>, context: &PlanContext<'_>) -> Result<Wiring, String> {
     let is_local = |index: usize| placement.is_none_or(|placement| placement.is_local(index));
     let (mut inputs, mut outputs): Wiring = (per_subtask(graph), per_subtask(graph));
     let capacity = context.config.channel_capacity;
@@ -130,7 +126,8 @@ fn wire_channels(
         for (upstream, upstream_outputs) in outputs[source.id.0 as usize].iter_mut().enumerate() {
             let mut channels = Vec::new();
             for downstream in reachable_subtasks(edge, upstream, target.parallelism) {
-                let key = ChannelKey { edge: edge_index as u32, upstream: upstream as u32, downstream: downstream as u32 };
+                let key =
+                    ChannelKey { edge: edge_index as u32, upstream: upstream as u32, downstream: downstream as u32 };
                 let inputs = &mut inputs[target.id.0 as usize][downstream];
                 match (is_local(upstream), is_local(downstream), placement) {
                     (true, false, Some(placement)) => channels.push(placement.network.remote_output(

@@ -98,7 +98,10 @@ mod tests {
     fn fixed_delay_counts_every_failure_of_the_job() {
         assert_eq!(RestartStrategy::None.delay_after(&[5]), None);
         let fixed = RestartStrategy::FixedDelay { attempts: 2, delay: Duration::from_millis(10) };
-        assert_eq!((fixed.delay_after(&[1]), fixed.delay_after(&[1, 2]), fixed.delay_after(&[1, 2, 3])), (MS(10), MS(10), None));
+        assert_eq!(
+            (fixed.delay_after(&[1]), fixed.delay_after(&[1, 2]), fixed.delay_after(&[1, 2, 3])),
+            (MS(10), MS(10), None)
+        );
     }
 
     #[test]

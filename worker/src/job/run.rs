@@ -69,8 +69,14 @@ impl LocalExecutor {
             Some(placement) => Arc::from(placement.run_id.as_str()),
             None => Arc::from(&weir_state::storage::unique_id(&job.job_id)[..12]),
         };
-        let context =
-            PlanContext { config: &self.config, factories, cancel: &state.cancel, job, reports: &report_tx, run_id: &run_id };
+        let context = PlanContext {
+            config: &self.config,
+            factories,
+            cancel: &state.cancel,
+            job,
+            reports: &report_tx,
+            run_id: &run_id,
+        };
         let PlannedRun { tasks, lines, remote_tasks } = match plan(graph, &context) {
             Ok(planned) => planned,
             Err(message) => {
@@ -100,7 +106,8 @@ impl LocalExecutor {
             _ => None,
         };
         let timeout = self.config.cancellation_timeout;
-        let mut run = Run { state, role, lines: &lines, driver, job, reports: report_rx, cancellation_timeout: timeout };
+        let mut run =
+            Run { state, role, lines: &lines, driver, job, reports: report_rx, cancellation_timeout: timeout };
         run.event_loop(&spawned.ends, commands);
         run.finish(spawned.threads)
     }

@@ -5,8 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use weir_common::{
-    CheckpointId, JobGraph, JobVertex, MaxParallelism, OperatorDescriptor, OperatorId, OperatorKind, TaskKey,
-    VertexId,
+    CheckpointId, JobGraph, JobVertex, MaxParallelism, OperatorDescriptor, OperatorId, OperatorKind, TaskKey, VertexId,
 };
 
 use super::follower::Follower;

@@ -68,7 +68,8 @@ pub async fn connect_to(url: &str) -> Result<CoordinatorClient<Channel>> {
 pub async fn wait_for_end(client: &mut CoordinatorClient<Channel>, job_id: &str) -> Result<ExitCode> {
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let job = client.job_status(deadline(pb::JobStatusRequest { job_id: job_id.to_owned() })).await?.into_inner().job;
+        let job =
+            client.job_status(deadline(pb::JobStatusRequest { job_id: job_id.to_owned() })).await?.into_inner().job;
         let job = job.context("no job in the answer")?;
         match job.state() {
             pb::JobState::Finished => {
