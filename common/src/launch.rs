@@ -49,6 +49,10 @@ pub const EXIT_ENDED_BY_LEADER: i32 = 76;
 /// Exit code of a job process that stopped because its worker is gone (as a
 /// shell reports a process killed by SIGKILL).
 pub const EXIT_WORKER_GONE: i32 = 137;
+/// Exit code of a job's leader that could not restore from the checkpoint
+/// it was given (a file missing or corrupt): the coordinator deploys the job
+/// again from an older checkpoint, never from that one.
+pub const EXIT_RESTORE_FAILED: i32 = 79;
 /// Exit code of a job process whose lease lapsed or was refused: its worker
 /// froze, died, or no longer runs this deployment.
 pub const EXIT_LEASE_LOST: i32 = 78;

@@ -10,8 +10,8 @@ use std::time::Duration;
 use tonic::transport::Channel;
 use weir_common::JobGraph;
 use weir_common::launch::{
-    EXIT_ENDED_BY_LEADER, EXIT_LEASE_LOST, EXIT_RESTART, EXIT_WORKER_GONE, GRAPH_HASH_ENV, JobProcessEnv,
-    LEASE_DURATION, LEASE_RENEW_INTERVAL, PLAN_OUTPUT_ENV,
+    EXIT_ENDED_BY_LEADER, EXIT_LEASE_LOST, EXIT_RESTART, EXIT_RESTORE_FAILED, EXIT_WORKER_GONE, GRAPH_HASH_ENV,
+    JobProcessEnv, LEASE_DURATION, LEASE_RENEW_INTERVAL, PLAN_OUTPUT_ENV,
 };
 use weir_proto::rpc;
 use weir_proto::v1 as pb;
@@ -166,6 +166,7 @@ pub fn exit_for_redeployment(placement: &Placement, restart: &RestartStrategy, e
         tracing::error!(%error, ?delay, "the run failed; the job will be deployed again");
         eprintln!("{error}");
         std::thread::sleep(delay);
-        std::process::exit(EXIT_RESTART);
+        let bad_checkpoint = matches!(error, JobError::RestoreFailed { .. });
+        std::process::exit(if bad_checkpoint { EXIT_RESTORE_FAILED } else { EXIT_RESTART });
     }
 }

@@ -47,6 +47,13 @@ impl Cluster {
         self.jobs.get(job).filter(|entry| !entry.is_terminal()).and_then(|entry| entry.joined.first().cloned()?)
     }
 
+    /// Deployment `attempt` of `job` restores from `checkpoint`.
+    pub fn restoring(&mut self, job: &str, attempt: u32, checkpoint: Option<String>) {
+        if let Some(entry) = self.jobs.get_mut(job).filter(|entry| entry.attempts == attempt) {
+            entry.restoring_from = checkpoint;
+        }
+    }
+
     /// Whether `worker` may report on process `process` of deployment
     /// `attempt` of `job`: only the worker that runs it may, while it is the
     /// job's deployment (or, after a restart, the deployment whose end is

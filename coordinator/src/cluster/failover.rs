@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use weir_common::launch::{EXIT_ENDED_BY_LEADER, EXIT_RESTART, LEASE_DURATION};
+use weir_common::launch::{EXIT_ENDED_BY_LEADER, EXIT_RESTART, EXIT_RESTORE_FAILED, LEASE_DURATION};
 
 use super::{Cluster, Command, JobStatus};
 
@@ -92,6 +92,19 @@ impl Cluster {
             // A follower leaves once the leader told it the job ended.
             (_, 0) | (1.., EXIT_ENDED_BY_LEADER) => Vec::new(),
             (1.., EXIT_RESTART) => others(job.lost(format!("process {process} lost the job's leader"))),
+            (0, EXIT_RESTORE_FAILED) => {
+                job.record_failure(now_ms);
+                match job.restoring_from.take() {
+                    Some(bad) => {
+                        let why = format!("could not restore from {bad}; restarting from an older checkpoint");
+                        job.set(JobStatus::Restarting, why);
+                        job.bad_checkpoints.push(bad);
+                    }
+                    // The savepoint it was submitted with: nothing older to try.
+                    None => job.set(JobStatus::Failed, message.to_owned()),
+                }
+                others(job.undeploy())
+            }
             (0, EXIT_RESTART) => {
                 job.record_failure(now_ms);
                 job.set(JobStatus::Restarting, format!("the run failed and is restarted: {}", message.trim()));
@@ -259,5 +272,24 @@ mod tests {
         cluster.requeue_restarting(hold_until);
         assert_eq!(deployed(&cluster.schedule()).len(), 1, "deployed again from its checkpoint");
         assert_eq!(state(&cluster, "finished"), Some(JobStatus::Finished), "and the finished one not");
+    }
+
+    #[test]
+    fn a_checkpoint_the_leader_cannot_restore_from_is_never_used_again() {
+        let now = Instant::now();
+        let mut cluster = Cluster::default();
+        cluster.register("w1".into(), 1, now);
+        cluster.submit(job("a", 1));
+        cluster.schedule();
+        cluster.restoring("a", 1, Some("/data/checkpoints/a/a-1/chk-9".into()));
+        cluster.process_exited("a", 1, 0, EXIT_RESTORE_FAILED, "chk-9's file is corrupt", 5);
+        let entry = cluster.job("a").expect("known");
+        assert_eq!(entry.state, JobStatus::Restarting);
+        assert_eq!(entry.bad_checkpoints, vec!["/data/checkpoints/a/a-1/chk-9".to_owned()]);
+        // Without a checkpoint of its own, the savepoint it started from is to blame: the job fails.
+        cluster.requeue_restarting(now + LEASE_DURATION);
+        cluster.schedule();
+        cluster.process_exited("a", 2, 0, EXIT_RESTORE_FAILED, "the savepoint is corrupt", 6);
+        assert_eq!(state(&cluster, "a"), Some(JobStatus::Failed));
     }
 }

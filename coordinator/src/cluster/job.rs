@@ -130,6 +130,12 @@ pub struct Job {
     /// whose restart strategy decides on the next failure.
     #[serde(default)]
     pub failure_times_ms: Vec<u64>,
+    /// The checkpoint the current deployment restores from, if any.
+    #[serde(default)]
+    pub restoring_from: Option<String>,
+    /// Checkpoints a deployment could not restore from: never used again.
+    #[serde(default)]
+    pub bad_checkpoints: Vec<String>,
     /// After a coordinator restart: the deployment that was running, whose
     /// end its worker may still report (a job that finished while the
     /// coordinator was away must not run again).

@@ -148,6 +148,8 @@ mod test_support {
             unconfirmed_workers: Vec::new(),
             not_before: None,
             failure_times_ms: Vec::new(),
+            restoring_from: None,
+            bad_checkpoints: Vec::new(),
             losses: 0,
             submitted_at_ms: 0,
             running_since_ms: 0,

@@ -79,27 +79,31 @@ fn deploy_request(
     worker: &str,
     attempt: u32,
 ) -> Option<(String, pb::DeployJobRequest)> {
-    let cluster = shared.cluster();
-    let (address, entry) = (cluster.worker_address(worker)?, cluster.job(job)?);
+    let mut cluster = shared.cluster();
+    let address = cluster.worker_address(worker)?.to_owned();
+    let entry = cluster.job(job)?;
+    let checkpoint_dir = shared.checkpoint_dir(job);
+    // Looked up now, not when the job was requeued: a process the
+    // coordinator lost track of may have checkpointed meanwhile.
+    let latest = latest_checkpoint_except(&checkpoint_dir, &entry.bad_checkpoints);
+    let latest = latest.map(|path| path.to_string_lossy().into_owned());
     let request = pb::DeployJobRequest {
         job_id: job.to_owned(),
         attempt,
         artifact_sha256: entry.artifact.clone(),
-        args: process_args(&shared.checkpoint_dir(job), entry),
+        args: process_args(&checkpoint_dir, latest.clone(), entry),
         graph_hash: entry.graph_hash.clone(),
         process_index: process,
         failure_times_ms: entry.failure_times_ms.clone(),
     };
-    Some((address.to_owned(), request))
+    cluster.restoring(job, attempt, latest);
+    Some((address, request))
 }
 
-/// The job process's arguments: the engine's checkpoint flags, then the
-/// job's own.
-fn process_args(checkpoint_dir: &Path, job: &Job) -> Vec<String> {
+/// The job process's arguments: the engine's checkpoint flags (its newest
+/// checkpoint, else the savepoint it was submitted with), then the job's own.
+fn process_args(checkpoint_dir: &Path, latest: Option<String>, job: &Job) -> Vec<String> {
     let mut args = vec!["--checkpoint-dir".to_owned(), checkpoint_dir.to_string_lossy().into_owned()];
-    // Looked up now, not when the job was requeued: a process the
-    // coordinator lost track of may have checkpointed meanwhile.
-    let latest = latest_checkpoint(checkpoint_dir).map(|path| path.to_string_lossy().into_owned());
     if let Some(restore) = latest.or_else(|| job.restore_from.clone()) {
         args.extend(["--from-checkpoint".to_owned(), restore]);
     }
@@ -146,6 +150,12 @@ async fn cancel(shared: &Shared, job: String, worker: &str, attempt: u32) {
 /// an older deployment that went on checkpointing (its numbers may pass the
 /// newer run's) never wins over a newer deployment's checkpoints.
 pub fn latest_checkpoint(dir: &Path) -> Option<PathBuf> {
+    latest_checkpoint_except(dir, &[])
+}
+
+/// [`latest_checkpoint`], passing over the checkpoints in `bad` (paths a
+/// deployment could not restore from).
+fn latest_checkpoint_except(dir: &Path, bad: &[String]) -> Option<PathBuf> {
     let mut newest: Option<((u64, u64), PathBuf)> = None;
     for run in std::fs::read_dir(dir).ok()?.flatten() {
         let run_name = run.file_name().to_string_lossy().into_owned();
@@ -153,7 +163,8 @@ pub fn latest_checkpoint(dir: &Path) -> Option<PathBuf> {
         for checkpoint in std::fs::read_dir(run.path()).into_iter().flatten().flatten() {
             let name = checkpoint.file_name().to_string_lossy().into_owned();
             let Some((CheckpointId(number), false)) = layout::parse_checkpoint_dir_name(&name) else { continue };
-            let complete = checkpoint.path().join(layout::METADATA_FILE).exists();
+            let complete = checkpoint.path().join(layout::METADATA_FILE).exists()
+                && !bad.iter().any(|path| Path::new(path) == checkpoint.path());
             let rank = (deployment, number);
             if complete && newest.as_ref().is_none_or(|(best, _)| rank > *best) {
                 newest = Some((rank, checkpoint.path()));
@@ -165,7 +176,7 @@ pub fn latest_checkpoint(dir: &Path) -> Option<PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    use super::latest_checkpoint;
+    use super::{latest_checkpoint, latest_checkpoint_except};
 
     #[test]
     fn the_latest_checkpoint_is_the_newest_deployments_highest_completed_one() {
@@ -180,6 +191,10 @@ mod tests {
         }
         // Deployment 1's chk-12 is a stale run's: deployment 2 restored from an older one.
         assert_eq!(latest_checkpoint(dir.path()), Some(dir.path().join("job-1-2").join("chk-7")));
+        // One that could not be restored from is passed over.
+        let bad = dir.path().join("job-1-2").join("chk-7").to_string_lossy().into_owned();
+        let next = latest_checkpoint_except(dir.path(), &[bad]);
+        assert_eq!(next, Some(dir.path().join("job-1-1").join("chk-12")));
         assert_eq!(latest_checkpoint(&dir.path().join("missing")), None);
     }
 }

@@ -292,6 +292,8 @@ fn submitted_job(request: pb::SubmitJobRequest) -> Result<Job, Status> {
         unconfirmed_workers: Vec::new(),
         not_before: None,
         failure_times_ms: Vec::new(),
+        restoring_from: None,
+        bad_checkpoints: Vec::new(),
         losses: 0,
         submitted_at_ms: now_ms(),
         running_since_ms: 0,
