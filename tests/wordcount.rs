@@ -173,3 +173,18 @@ fn weir_plan_prints_the_chained_operators_and_the_partitioned_edges() -> Result<
     assert!(dot.contains(r#"0 -> 1 [ label = "HASH" ]"#), "{dot}");
     Ok(())
 }
+
+#[test]
+fn logs_written_to_a_file_or_pipe_carry_no_colour_codes() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("words.txt");
+    std::fs::write(&input, "to be or not to be\n")?;
+    let output = Command::new(common::example_binary("wordcount")?)
+        .arg(input.to_str().context("utf-8 path")?)
+        .env("RUST_LOG", "info")
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && stderr.contains("INFO"), "logs at info: {stderr}");
+    assert!(!stderr.contains('\x1b'), "no ANSI escapes in piped logs: {stderr:?}");
+    Ok(())
+}
