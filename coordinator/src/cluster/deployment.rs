@@ -60,12 +60,10 @@ impl Cluster {
     /// awaited). Reports on other deployments are harmless and ignored later.
     pub fn check_reporter(&self, job: &str, attempt: u32, process: u32, worker: &str) -> Result<(), String> {
         let Some(entry) = self.jobs.get(job) else { return Ok(()) };
-        let workers = if entry.is_deployment(attempt) {
-            &entry.workers
-        } else if entry.unconfirmed == Some(attempt) {
-            &entry.unconfirmed_workers
-        } else {
-            return Ok(());
+        let workers = match &entry.unconfirmed {
+            _ if entry.is_deployment(attempt) => &entry.workers,
+            Some(unconfirmed) if unconfirmed.attempt == attempt => &unconfirmed.workers,
+            _ => return Ok(()),
         };
         match workers.get(process as usize) {
             Some(runs_it) if runs_it == worker => Ok(()),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use weir_common::launch::{EXIT_ENDED_BY_LEADER, EXIT_RESTART, EXIT_RESTORE_FAILED, LEASE_DURATION};
 
-use super::{Cluster, Command, JobStatus};
+use super::{Cluster, Command, Job, JobStatus};
 
 impl Cluster {
     /// Forgets workers silent for longer than `timeout`; their jobs are
@@ -52,7 +52,9 @@ impl Cluster {
     /// its leader finished the job (it ends now), or anything else (it is
     /// deployed again once the recovery hold passed).
     fn unconfirmed_exited(&mut self, job: &str, attempt: u32, process: u32, code: i32) -> bool {
-        let Some(job) = self.jobs.get_mut(job).filter(|job| job.unconfirmed == Some(attempt)) else { return false };
+        let awaited =
+            |job: &&mut Job| job.unconfirmed.as_ref().is_some_and(|unconfirmed| unconfirmed.attempt == attempt);
+        let Some(job) = self.jobs.get_mut(job).filter(awaited) else { return false };
         if (process, code) == (0, 0) && job.state == JobStatus::Restarting {
             job.unconfirmed = None;
             job.set(JobStatus::Finished, "finished while the coordinator was away");

@@ -15,11 +15,12 @@ pub const MAX_LOSSES: u32 = 5;
 /// Where a job is in its life. The names are Flink's (`JobStatus`, and the
 /// adaptive scheduler's `WaitingForResources`); the wire and the command line
 /// call them by the wire's `JobState` names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "i32", into = "i32")]
 pub enum JobStatus {
     /// Waiting for enough free slots (`SCHEDULING` on the wire): after its
     /// submission, after a restart, or after its workers were lost.
+    #[default]
     WaitingForResources,
     /// Its processes are starting and joining each other.
     Deploying,
@@ -87,9 +88,19 @@ impl From<JobStatus> for i32 {
     }
 }
 
+/// A deployment that ran when the coordinator restarted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unconfirmed {
+    /// Its number.
+    pub attempt: u32,
+    /// Its workers by process index: only they may report on it.
+    pub workers: Vec<String>,
+}
+
 /// A submitted job and what the coordinator must remember about it across
-/// restarts of the coordinator.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// restarts of the coordinator. `Default` is a job just submitted: the
+/// submission sets what it names, the rest starts empty.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Job {
     /// `job-` and 16 hex digits, unique per submission.
     pub id: String,
@@ -140,10 +151,7 @@ pub struct Job {
     /// end its worker may still report (a job that finished while the
     /// coordinator was away must not run again).
     #[serde(skip)]
-    pub unconfirmed: Option<u32>,
-    /// The workers of that deployment, by process index: only they may report on it.
-    #[serde(skip)]
-    pub unconfirmed_workers: Vec<String>,
+    pub unconfirmed: Option<Unconfirmed>,
     /// Not deployed again before this: a lost worker's processes may run
     /// until their lease lapses.
     #[serde(skip)]

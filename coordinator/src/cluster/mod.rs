@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 pub use deployment::Joined;
-pub use job::{Job, JobStatus, MAX_LOSSES, UnknownJobStatus};
+pub use job::{Job, JobStatus, MAX_LOSSES, Unconfirmed, UnknownJobStatus};
 pub use workers::Worker;
 
 /// What the server must do.
@@ -88,8 +88,7 @@ impl Cluster {
         for mut job in jobs {
             if !job.is_terminal() {
                 let deployed = matches!(job.state, JobStatus::Deploying | JobStatus::Running);
-                job.unconfirmed = deployed.then_some(job.attempts);
-                job.unconfirmed_workers = if deployed { job.workers.clone() } else { Vec::new() };
+                job.unconfirmed = deployed.then(|| Unconfirmed { attempt: job.attempts, workers: job.workers.clone() });
                 let _ = job.undeploy();
                 job.set(JobStatus::Restarting, "coordinator restarted");
             }
@@ -125,7 +124,7 @@ impl Cluster {
 /// Jobs and deployments for the tests of every concern.
 #[cfg(test)]
 mod test_support {
-    use super::{Command, Job, JobStatus};
+    use super::{Command, Job};
 
     /// A job named `id` that needs `slots` slots, not yet submitted.
     pub(super) fn job(id: &str, slots: u32) -> Job {
@@ -133,26 +132,9 @@ mod test_support {
             id: id.into(),
             name: id.into(),
             artifact: "sha".into(),
-            args: Vec::new(),
             graph_hash: "hash".into(),
             slots,
-            restore_from: None,
-            state: JobStatus::WaitingForResources,
-            message: String::new(),
-            workers: Vec::new(),
-            slice_process: Vec::new(),
-            joined: Vec::new(),
-            started: 0,
-            attempts: 0,
-            unconfirmed: None,
-            unconfirmed_workers: Vec::new(),
-            not_before: None,
-            failure_times_ms: Vec::new(),
-            restoring_from: None,
-            bad_checkpoints: Vec::new(),
-            losses: 0,
-            submitted_at_ms: 0,
-            running_since_ms: 0,
+            ..Job::default()
         }
     }
 

@@ -281,22 +281,8 @@ fn submitted_job(request: pb::SubmitJobRequest) -> Result<Job, Status> {
         artifact: request.artifact_sha256,
         args: request.args,
         restore_from: Some(request.from_savepoint).filter(|path| !path.is_empty()),
-        state: JobStatus::WaitingForResources,
-        message: String::new(),
-        workers: Vec::new(),
-        slice_process: Vec::new(),
-        joined: Vec::new(),
-        started: 0,
-        attempts: 0,
-        unconfirmed: None,
-        unconfirmed_workers: Vec::new(),
-        not_before: None,
-        failure_times_ms: Vec::new(),
-        restoring_from: None,
-        bad_checkpoints: Vec::new(),
-        losses: 0,
         submitted_at_ms: now_ms(),
-        running_since_ms: 0,
+        ..Job::default()
     })
 }
 
