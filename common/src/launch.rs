@@ -141,6 +141,12 @@ impl JobProcessEnv {
     }
 }
 
+/// Now, in milliseconds since the epoch: the clock of failure histories,
+/// which the coordinator writes and the job's leader reads.
+pub fn epoch_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
 /// At most this many failure times are read: the coordinator keeps 64.
 const MAX_FAILURE_TIMES: usize = 1024;
 

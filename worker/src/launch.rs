@@ -161,7 +161,7 @@ pub fn exit_for_redeployment(placement: &Placement, restart: &RestartStrategy, e
         std::process::exit(if placement.network.leader_lost() { EXIT_RESTART } else { EXIT_ENDED_BY_LEADER });
     }
     let mut failures = placement.failure_times_ms.clone();
-    failures.push(crate::job::epoch_ms());
+    failures.push(weir_common::launch::epoch_ms());
     if let Some(delay) = restart.delay_after(&failures) {
         tracing::error!(%error, ?delay, "the run failed; the job will be deployed again");
         eprintln!("{error}");

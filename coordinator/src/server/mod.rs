@@ -18,7 +18,7 @@ mod service;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio_stream::wrappers::TcpListenerStream;
 use weir_proto::v1::coordinator_server::CoordinatorServer;
@@ -119,7 +119,7 @@ impl Shared {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
+    weir_common::launch::epoch_ms()
 }
 
 /// Runs the coordinator until the process ends; `ready` receives the bound address.

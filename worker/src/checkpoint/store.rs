@@ -11,8 +11,7 @@ use weir_common::CheckpointId;
 use weir_state::SharedFileRegistry;
 use weir_state::storage::{CheckpointStorage, StoragePath};
 
-use super::METADATA_FILE;
-use super::metadata::{CheckpointMetadata, RestoredCheckpoint, checkpoint_dir};
+use super::metadata::{CheckpointMetadata, RestoredCheckpoint};
 
 /// Where the answer to a savepoint request goes: the savepoint's directory, or why it failed.
 pub type SavepointReply = Sender<Result<std::path::PathBuf, String>>;
@@ -77,16 +76,11 @@ impl JobCheckpoints {
     }
 
     /// Deletes a retained checkpoint's files that no other retained one
-    /// needs, and its metadata.
+    /// needs (its metadata file is one of its files).
     pub fn discard(&mut self, storage: &dyn CheckpointStorage, id: CheckpointId) {
         self.retained.remove(&id);
         for file in self.registry.discard(id) {
             self.delete(storage, &file);
-        }
-        if let Ok(dir) = checkpoint_dir(&self.job_id, id, false)
-            && let Ok(metadata) = dir.join(METADATA_FILE)
-        {
-            let _ = storage.delete(&metadata);
         }
     }
 
@@ -161,15 +155,17 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let storage: Arc<dyn CheckpointStorage> = Arc::new(LocalDirStorage::new(dir.path()));
         let mut job = JobCheckpoints::new("run".into(), Vec::new());
-        for name in ["run/shared/a.sst", "run/shared/b.sst", "elsewhere/c.sst"] {
+        for name in ["run/shared/a.sst", "run/shared/b.sst", "elsewhere/c.sst", "run/chk-1/_metadata"] {
             storage.write(&path(name), b"x").expect("written");
         }
-        job.completed(metadata(1), vec![path("run/shared/a.sst"), path("elsewhere/c.sst")], &storage);
+        let first = vec![path("run/shared/a.sst"), path("elsewhere/c.sst"), path("run/chk-1/_metadata")];
+        job.completed(metadata(1), first, &storage);
         job.completed(metadata(2), vec![path("run/shared/a.sst"), path("run/shared/b.sst")], &storage);
         assert_eq!(job.restore_id(), Some(2));
         job.discard(storage.as_ref(), CheckpointId(1));
         assert!(dir.path().join("run/shared/a.sst").exists(), "checkpoint 2 still needs it");
         assert!(dir.path().join("elsewhere/c.sst").exists(), "outside the run's directory");
+        assert!(!dir.path().join("run/chk-1/_metadata").exists(), "its metadata goes with it");
         job.discard(storage.as_ref(), CheckpointId(2));
         assert!(!dir.path().join("run/shared/a.sst").exists());
         assert!(!dir.path().join("run/shared/b.sst").exists());

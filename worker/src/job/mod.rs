@@ -159,7 +159,7 @@ impl LocalExecutor {
                     tracing::warn!(job = %graph.name, %error, fallback = ?job.restore_id(), "falling back to an earlier checkpoint");
                 }
                 _ => {
-                    failures.push(epoch_ms());
+                    failures.push(weir_common::launch::epoch_ms());
                     let attempt = failures.len();
                     let Some(delay) = self.config.restart.delay_after(&failures) else {
                         if attempt > 1 {
@@ -194,11 +194,6 @@ impl LocalExecutor {
             job.discard_all(settings.storage.as_ref());
         }
     }
-}
-
-/// Now, in milliseconds since the epoch (the unit of failure histories).
-pub fn epoch_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
 /// The graph is valid, has a factory per vertex, and every checkpoint to
