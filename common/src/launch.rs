@@ -24,8 +24,8 @@ pub const WORKER_PID_ENV: &str = "WEIR_WORKER_PID";
 pub const COORDINATOR_ENV: &str = "WEIR_COORDINATOR";
 /// Task mode: the cluster's id of the job.
 pub const JOB_ID_ENV: &str = "WEIR_JOB_ID";
-/// Task mode: the deployment's number (1 for the first), which the leader
-/// feeds to the job's restart strategy.
+/// Task mode: the deployment's number (1 for the first): the process joins
+/// and renews its lease as a process of that deployment.
 pub const ATTEMPT_ENV: &str = "WEIR_ATTEMPT";
 /// Task mode: this process's index within the deployment; 0 leads.
 pub const PROCESS_INDEX_ENV: &str = "WEIR_PROCESS_INDEX";
@@ -147,7 +147,7 @@ pub fn epoch_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
-/// At most this many failure times are read: the coordinator keeps 64.
+/// At most this many failure times are read: as many as the coordinator keeps.
 const MAX_FAILURE_TIMES: usize = 1024;
 
 fn failure_times(text: &str) -> Result<Vec<u64>, LaunchError> {

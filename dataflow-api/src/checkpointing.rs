@@ -97,6 +97,8 @@ pub(crate) fn load_restore(path: &Path) -> Result<Vec<Arc<RestoredCheckpoint>>, 
     else {
         return Err(format!("'{}' is not a checkpoint directory (chk-<n> or savepoint-<n>)", path.display()));
     };
+    // `chk-3` alone names one in the working directory.
+    let job_dir = if job_dir.as_os_str().is_empty() { Path::new(".") } else { job_dir };
     let job_dir = job_dir.canonicalize().map_err(|error| format!("checkpoint '{}': {error}", path.display()))?;
     let job_dir = job_dir.as_path();
     let path = job_dir.join(&name);

@@ -106,8 +106,8 @@ pub enum JobError {
     /// Tasks did not stop after the run was cancelled (Flink's task
     /// cancellation watchdog): their threads are abandoned.
     #[error(
-        "job '{job}': tasks {tasks:?} did not stop within {timeout:?} of the run's cancellation; \
-         their threads are abandoned (a user function that blocks without end keeps them)"
+        "job '{job}': tasks {tasks:?} did not stop within {timeout:?} of the run's cancellation \
+         ({cause}); their threads are abandoned (a user function that blocks without end keeps them)"
     )]
     CancellationTimeout {
         /// The job's name, as given to `execute`.
@@ -116,6 +116,8 @@ pub enum JobError {
         tasks: Vec<String>,
         /// How long they had.
         timeout: std::time::Duration,
+        /// What cancelled the run: its root cause, or the user's cancellation.
+        cause: String,
     },
     /// The operating system refused a thread for a task.
     #[error("could not start a thread for task '{task}': {source}")]

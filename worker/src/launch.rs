@@ -10,8 +10,8 @@ use std::time::Duration;
 use tonic::transport::Channel;
 use weir_common::JobGraph;
 use weir_common::launch::{
-    EXIT_ENDED_BY_LEADER, EXIT_LEASE_LOST, EXIT_RESTART, EXIT_RESTORE_FAILED, EXIT_WORKER_GONE, GRAPH_HASH_ENV,
-    JobProcessEnv, LEASE_DURATION, LEASE_RENEW_INTERVAL, PLAN_OUTPUT_ENV,
+    EXIT_ENDED_BY_LEADER, EXIT_LEASE_LOST, EXIT_RESTART, EXIT_RESTORE_FAILED, EXIT_WORKER_GONE, JobProcessEnv,
+    LEASE_DURATION, LEASE_RENEW_INTERVAL, PLAN_OUTPUT_ENV,
 };
 use weir_proto::rpc;
 use weir_proto::v1 as pb;
@@ -46,12 +46,10 @@ pub fn enter_cluster(graph: &JobGraph, job: &str) -> Result<Option<Arc<Placement
         })?;
         std::process::exit(0);
     }
-    if let Ok(expected) = std::env::var(GRAPH_HASH_ENV) {
-        check_graph(graph, &expected)?;
-    }
     let env = JobProcessEnv::from_lookup(|name| std::env::var(name).ok())
         .map_err(|error| EntryError::Exchange(error.to_string()))?;
     let Some(env) = env else { return Ok(None) };
+    check_graph(graph, &env.graph_hash)?;
     watch_worker(env.worker_pid);
     hold_lease(&env);
     join_deployment(&env, job).map(Some).map_err(EntryError::Exchange)
@@ -74,7 +72,7 @@ fn join_deployment(env: &JobProcessEnv, job: &str) -> Result<Arc<Placement>, Str
     let (run_id, slice_process) = network.join(&env.coordinator, &env.job_id, env.attempt, process)?;
     tracing::info!(job, process, %run_id, exchange = %network.address(), "joined the job's deployment");
     let failure_times_ms = env.failure_times_ms.clone();
-    Ok(Arc::new(Placement { run_id, process, attempt: env.attempt, failure_times_ms, slice_process, network }))
+    Ok(Arc::new(Placement { run_id, process, failure_times_ms, slice_process, network }))
 }
 
 /// Renews the process's lease with its worker, and ends the process when
@@ -159,6 +157,11 @@ pub fn exit_for_redeployment(placement: &Placement, restart: &RestartStrategy, e
     if !placement.is_leader() {
         eprintln!("{error}");
         std::process::exit(if placement.network.leader_lost() { EXIT_RESTART } else { EXIT_ENDED_BY_LEADER });
+    }
+    // A savepoint that does not fit the job, or a graph that is not valid,
+    // fails every deployment alike: the job fails.
+    if matches!(error, JobError::Restore { .. } | JobError::InvalidGraph(_)) {
+        return;
     }
     let mut failures = placement.failure_times_ms.clone();
     failures.push(weir_common::launch::epoch_ms());

@@ -47,11 +47,22 @@ impl Cluster {
         self.jobs.get(job).filter(|entry| !entry.is_terminal()).and_then(|entry| entry.joined.first().cloned()?)
     }
 
-    /// Deployment `attempt` of `job` restores from `checkpoint`.
-    pub fn restoring(&mut self, job: &str, attempt: u32, checkpoint: Option<String>) {
-        if let Some(entry) = self.jobs.get_mut(job).filter(|entry| entry.attempts == attempt) {
-            entry.restoring_from = checkpoint;
+    /// The checkpoint deployment `attempt` of `job` restores from: chosen
+    /// once by `choose` (given the checkpoints known to be bad), so every
+    /// process of the deployment restores the same one; `None` when the
+    /// deployment is no longer the job's.
+    pub fn restore_source(
+        &mut self,
+        job: &str,
+        attempt: u32,
+        choose: impl FnOnce(&[String]) -> Option<String>,
+    ) -> Option<Option<String>> {
+        let entry = self.jobs.get_mut(job).filter(|entry| entry.is_deployment(attempt))?;
+        if entry.restoring_attempt != attempt {
+            entry.restoring_from = choose(&entry.bad_checkpoints);
+            entry.restoring_attempt = attempt;
         }
+        Some(entry.restoring_from.clone())
     }
 
     /// Whether `worker` may report on process `process` of deployment
@@ -65,8 +76,11 @@ impl Cluster {
             Some(unconfirmed) if unconfirmed.attempt == attempt => &unconfirmed.workers,
             _ => return Ok(()),
         };
+        // A worker that registered again (the coordinator forgot it) has a
+        // new id but the same address: it still runs its processes.
+        let address = |id: &str| id.rsplit_once('@').map_or(id.to_owned(), |(_, address)| address.to_owned());
         match workers.get(process as usize) {
-            Some(runs_it) if runs_it == worker => Ok(()),
+            Some(runs_it) if address(runs_it) == address(worker) => Ok(()),
             _ => Err(format!("worker {worker} does not run process {process} of deployment {attempt} of job {job}")),
         }
     }

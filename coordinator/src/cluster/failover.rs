@@ -283,7 +283,10 @@ mod tests {
         cluster.register("w1".into(), 1, now);
         cluster.submit(job("a", 1));
         cluster.schedule();
-        cluster.restoring("a", 1, Some("/data/checkpoints/a/a-1/chk-9".into()));
+        let chosen = cluster.restore_source("a", 1, |_| Some("/data/checkpoints/a/a-1/chk-9".into()));
+        assert_eq!(chosen, Some(Some("/data/checkpoints/a/a-1/chk-9".to_owned())));
+        let again = cluster.restore_source("a", 1, |_| Some("/data/checkpoints/a/a-1/chk-10".into()));
+        assert_eq!(again, chosen, "every process of a deployment restores the same checkpoint");
         cluster.process_exited("a", 1, 0, EXIT_RESTORE_FAILED, "chk-9's file is corrupt", 5);
         let entry = cluster.job("a").expect("known");
         assert_eq!(entry.state, JobStatus::Restarting);

@@ -137,13 +137,17 @@ pub struct Job {
     /// Deployments so far.
     pub attempts: u32,
     /// When runs of the job failed and asked to run again (epoch ms, oldest
-    /// first, the last 64): every deployment hands them to the job's leader,
+    /// first, the last 1,024): every deployment hands them to the job's leader,
     /// whose restart strategy decides on the next failure.
     #[serde(default)]
     pub failure_times_ms: Vec<u64>,
-    /// The checkpoint the current deployment restores from, if any.
+    /// The checkpoint the current deployment restores from, if any,
+    /// chosen once for all of its processes (`Cluster::restore_source`).
     #[serde(default)]
     pub restoring_from: Option<String>,
+    /// The deployment `restoring_from` was chosen for.
+    #[serde(default)]
+    pub restoring_attempt: u32,
     /// Checkpoints a deployment could not restore from: never used again.
     #[serde(default)]
     pub bad_checkpoints: Vec<String>,
@@ -173,7 +177,7 @@ impl Job {
 
     /// Whether `attempt` is the job's current deployment (being deployed or
     /// running; a deployment given up leaves the job scheduling or ended).
-    pub(super) fn is_deployment(&self, attempt: u32) -> bool {
+    pub fn is_deployment(&self, attempt: u32) -> bool {
         self.attempts == attempt && matches!(self.state, JobStatus::Deploying | JobStatus::Running)
     }
 
@@ -186,7 +190,8 @@ impl Job {
     /// A run failed at `now_ms` and asked to run again.
     pub(super) fn record_failure(&mut self, now_ms: u64) {
         self.failure_times_ms.push(now_ms);
-        let excess = self.failure_times_ms.len().saturating_sub(64);
+        // As many as a job process reads (`weir_common::launch`).
+        let excess = self.failure_times_ms.len().saturating_sub(1024);
         self.failure_times_ms.drain(..excess);
     }
 

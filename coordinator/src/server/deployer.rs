@@ -61,7 +61,8 @@ async fn deploy(shared: Arc<Shared>, job: String, process: u32, worker: String, 
     let deployed = async {
         let channel =
             rpc::connect(&address).await.map_err(|error| (true, format!("cannot reach {address}: {error}")))?;
-        let request = rpc::with_deadline(request, rpc::CONTROL_CALL_DEADLINE);
+        // No short deadline: the worker downloads the job's binary inside
+        // this call; keepalive notices a worker that is gone.
         WorkerClient::new(channel).deploy_job(request).await.map_err(|status| (false, status.message().to_owned()))
     };
     match deployed.await {
@@ -81,22 +82,22 @@ fn deploy_request(
 ) -> Option<(String, pb::DeployJobRequest)> {
     let mut cluster = shared.cluster();
     let address = cluster.worker_address(worker)?.to_owned();
-    let entry = cluster.job(job)?;
     let checkpoint_dir = shared.checkpoint_dir(job);
-    // Looked up now, not when the job was requeued: a process the
-    // coordinator lost track of may have checkpointed meanwhile.
-    let latest = latest_checkpoint_except(&checkpoint_dir, &entry.bad_checkpoints);
-    let latest = latest.map(|path| path.to_string_lossy().into_owned());
+    // Looked up at the deployment, not when the job was requeued: a process
+    // the coordinator lost track of may have checkpointed meanwhile.
+    let latest = cluster.restore_source(job, attempt, |bad| {
+        latest_checkpoint_except(&checkpoint_dir, bad).map(|path| path.to_string_lossy().into_owned())
+    })?;
+    let entry = cluster.job(job)?;
     let request = pb::DeployJobRequest {
         job_id: job.to_owned(),
         attempt,
         artifact_sha256: entry.artifact.clone(),
-        args: process_args(&checkpoint_dir, latest.clone(), entry),
+        args: process_args(&checkpoint_dir, latest, entry),
         graph_hash: entry.graph_hash.clone(),
         process_index: process,
         failure_times_ms: entry.failure_times_ms.clone(),
     };
-    cluster.restoring(job, attempt, latest);
     Some((address, request))
 }
 

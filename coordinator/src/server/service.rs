@@ -169,31 +169,29 @@ impl Coordinator for Service {
         request: Request<pb::ReportJobProcessRequest>,
     ) -> Result<Response<pb::ReportJobProcessResponse>, Status> {
         let report = request.into_inner();
-        let checked = self.shared.cluster().check_reporter(
-            &report.job_id,
-            report.attempt,
-            report.process_index,
-            &report.worker_id,
-        );
-        checked.map_err(Status::permission_denied)?;
-        let commands = match pb::ProcessState::try_from(report.state) {
-            Ok(pb::ProcessState::Started) => {
-                self.shared.cluster().process_started(&report.job_id, report.attempt, now_ms());
-                Vec::new()
-            }
-            Ok(pb::ProcessState::Exited) => {
-                let (job, attempt, process, code) =
-                    (&report.job_id, report.attempt, report.process_index, report.exit_code);
-                tracing::info!(%job, attempt, process, code, "job process exited");
-                let commands =
-                    self.shared.cluster().process_exited(job, attempt, process, code, &report.message, now_ms());
-                self.clean_up_if_finished(job);
-                commands
-            }
-            Ok(pb::ProcessState::Unspecified) | Err(_) => {
-                return Err(Status::invalid_argument(format!("unknown process state {}", report.state)));
+        let (job, attempt, process, code) = (&report.job_id, report.attempt, report.process_index, report.exit_code);
+        // Checked and applied under one lock: a deployment started in
+        // between could otherwise take a report meant for none.
+        let commands = {
+            let mut cluster = self.shared.cluster();
+            cluster.check_reporter(job, attempt, process, &report.worker_id).map_err(Status::permission_denied)?;
+            match pb::ProcessState::try_from(report.state) {
+                Ok(pb::ProcessState::Started) => {
+                    cluster.process_started(job, attempt, now_ms());
+                    Vec::new()
+                }
+                Ok(pb::ProcessState::Exited) => {
+                    tracing::info!(%job, attempt, process, code, "job process exited");
+                    cluster.process_exited(job, attempt, process, code, &report.message, now_ms())
+                }
+                Ok(pb::ProcessState::Unspecified) | Err(_) => {
+                    return Err(Status::invalid_argument(format!("unknown process state {}", report.state)));
+                }
             }
         };
+        if report.state == pb::ProcessState::Exited as i32 {
+            self.clean_up_if_finished(job);
+        }
         self.apply(commands);
         Ok(Response::new(pb::ReportJobProcessResponse {}))
     }

@@ -156,7 +156,10 @@ fn commit_file(dir: &Path, file: &PendingFile) -> Result<(), String> {
     match std::fs::rename(&pending, &committed) {
         // Once the checkpoint counts it committed, a crash must not undo it.
         Ok(()) => sync_dir(dir).map_err(|error| format!("cannot sync '{}': {error}", dir.display())),
-        Err(_) if committed.exists() => Ok(()),
+        // Committed by an earlier attempt, perhaps not yet durably.
+        Err(_) if committed.exists() => {
+            sync_dir(dir).map_err(|error| format!("cannot sync '{}': {error}", dir.display()))
+        }
         Err(error) => Err(format!("cannot commit '{}': {error}", pending.display())),
     }
 }

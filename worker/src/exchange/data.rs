@@ -21,7 +21,7 @@ impl Network {
     /// A channel whose events go to a task of process `peer`.
     pub fn remote_output(&self, key: ChannelKey, peer: usize, cancel: CancelToken) -> Result<OutputChannel, String> {
         let run = self.state.run.get().cloned().ok_or("the job has not joined its cluster")?;
-        let (credit_tx, credits) = crossbeam_channel::unbounded();
+        let (credit_tx, credits) = crossbeam_channel::bounded(MAX_CREDITS as usize);
         let (frames, frame_rx) = mpsc::unbounded_channel();
         let state = self.state.clone();
         self.runtime.spawn(async move {
@@ -133,10 +133,11 @@ pub(super) fn decode_event(request: pb::ChannelRequest) -> Result<Event, String>
     })
 }
 
-/// The most credits one grant may carry: a consumer grants its channel's
-/// capacity once and one credit per event after that, so a larger grant is
-/// a broken or hostile peer (each credit is a token held in memory).
-const MAX_GRANT: u32 = 4096;
+/// The most credits a producer holds, in one grant or in all not yet used:
+/// a consumer grants its channel's capacity once and one credit per event it
+/// takes, so more is a broken or hostile peer (each credit is a token held
+/// in memory).
+pub(super) const MAX_CREDITS: u32 = 65_536;
 
 /// Producer side of one channel: opens the stream, turns credits into tokens.
 async fn run_output(
@@ -161,7 +162,7 @@ async fn run_output(
         .into_inner();
     loop {
         match grants.message().await {
-            Ok(Some(grant)) if grant.credits > MAX_GRANT => {
+            Ok(Some(grant)) if grant.credits > MAX_CREDITS => {
                 return Err(format!(
                     "{what}: the consumer granted {} credits at once, more than a channel holds",
                     grant.credits
@@ -172,7 +173,9 @@ async fn run_output(
                 // more; the stream is still read to its end, since dropping
                 // it would reset it and lose frames not yet delivered.
                 for _ in 0..grant.credits {
-                    let _ = credits.send(());
+                    if let Err(crossbeam_channel::TrySendError::Full(())) = credits.try_send(()) {
+                        return Err(format!("{what}: the consumer granted more than {MAX_CREDITS} credits in all"));
+                    }
                 }
             }
             Ok(None) => return Ok(()),

@@ -74,8 +74,6 @@ pub struct Placement {
     pub run_id: String,
     /// This process's index; 0 is the leader.
     pub process: usize,
-    /// The deployment's number, from 1.
-    pub attempt: u32,
     /// When earlier runs of the job failed (epoch ms, oldest first): the
     /// leader's restart strategy decides with them.
     pub failure_times_ms: Vec<u64>,
@@ -99,11 +97,6 @@ impl Placement {
     /// Whether subtask `index` of any vertex runs in this process.
     pub fn is_local(&self, index: usize) -> bool {
         self.process_of(index) == self.process
-    }
-
-    /// The other processes of the job (the leader's followers).
-    pub fn followers(&self) -> std::collections::BTreeSet<usize> {
-        self.slice_process.iter().copied().filter(|process| *process != 0).collect()
     }
 }
 

@@ -76,6 +76,18 @@ fn a_channel_that_breaks_off_fails_the_consuming_run() {
 
 #[test]
 fn a_giant_credit_grant_fails_the_producing_run_instead_of_filling_memory() {
+    let failure = failure_after_grants(&[u32::MAX]);
+    assert!(failure.contains("granted 4294967295 credits at once"), "{failure}");
+}
+
+#[test]
+fn credits_granted_bit_by_bit_beyond_the_limit_fail_the_producing_run_too() {
+    let failure = failure_after_grants(&[super::data::MAX_CREDITS / 2 + 1, super::data::MAX_CREDITS / 2 + 1]);
+    assert!(failure.contains("more than 65536 credits in all"), "{failure}");
+}
+
+/// The producing run's failure after a consumer forged `forged` grants.
+fn failure_after_grants(forged: &[u32]) -> String {
     let (a, b) = pair();
     let run = CancelToken::new();
     a.attach_run(&run);
@@ -86,12 +98,13 @@ fn a_giant_credit_grant_fails_the_producing_run_instead_of_filling_memory() {
     let output = a.remote_output(key(0, 0, 1), 1, CancelToken::new()).expect("joined");
     output.send(Event::Watermark(Watermark::At(1))).expect("the first grant arrived");
     let line = super::lock(&grants).clone().expect("the producer connected");
-    line.send(Ok(weir_proto::v1::ChannelResponse { credits: u32::MAX })).expect("stream open");
+    for credits in forged {
+        line.send(Ok(weir_proto::v1::ChannelResponse { credits: *credits })).expect("stream open");
+    }
     let deadline = Instant::now() + Duration::from_secs(5);
     while !run.is_cancelled() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(run.is_cancelled(), "the producing run is cancelled");
-    let failure = a.failure().unwrap_or_default();
-    assert!(failure.contains("granted 4294967295 credits at once"), "{failure}");
+    a.failure().unwrap_or_default()
 }

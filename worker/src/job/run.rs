@@ -222,7 +222,8 @@ impl Run<'_> {
         let tasks: Vec<String> = stuck.iter().map(TaskKey::to_string).collect();
         tracing::error!(job = %self.state.graph.name, ?tasks, "tasks did not stop after the cancellation");
         let (job, timeout) = (self.state.graph.name.clone(), self.cancellation_timeout);
-        self.state.failure = Some(JobError::CancellationTimeout { job, tasks, timeout });
+        let cause = self.state.failure.take().map_or_else(|| "cancelled".to_owned(), |cause| cause.to_string());
+        self.state.failure = Some(JobError::CancellationTimeout { job, tasks, timeout, cause });
         true
     }
 

@@ -211,6 +211,9 @@ fn a_follower_succeeds_only_on_the_leaders_word() {
         assert!(!follower.awaits_job_end());
         follower.finish(&mut run);
         assert_eq!(run.failure.is_none() && !run.cancelled, succeeds, "leader's word {word:?}");
+        if !succeeds {
+            assert!(matches!(run.failure, Some(JobError::Exchange { .. })), "a failure, not a cancellation: {word:?}");
+        }
         assert!(*line.closed.lock().unwrap_or_else(PoisonError::into_inner));
     }
 }
